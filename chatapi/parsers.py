@@ -1,0 +1,42 @@
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from rest_framework import exceptions, parsers, status
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+class LimitedJSONParser(parsers.JSONParser):
+    """JSON parser that refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE.
+
+    DRF reads the request stream directly, bypassing the limit Django
+    applies to `request.body`; this puts it back, for bodies with or
+    without a Content-Length.
+    """
+
+    def parse(
+        self,
+        stream: Any,
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        request = (parser_context or {}).get("request")
+        if request is not None:
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            if declared > limit:
+                raise RequestTooLarge()
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise RequestTooLarge()
+        return super().parse(io.BytesIO(body), media_type, parser_context)

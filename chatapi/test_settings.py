@@ -1,0 +1,28 @@
+"""Settings for the test suite: production settings at CONTRACT §6 defaults.
+
+Only DATABASE_URL is taken from the environment, so a developer's `.env`
+cannot change what the tests check.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-test-only-secret-key")
+os.environ.setdefault("BETTER_AUTH_SECRET", "insecure-test-only-better-auth-secret")
+
+from chatapi.settings import *  # noqa: F403
+
+DEBUG = False
+SECRET_KEY = "insecure-test-only-secret-key"
+BETTER_AUTH_SECRET = "insecure-test-only-better-auth-secret"
+BETTER_AUTH_SESSION_TABLE = "session"
+BETTER_AUTH_USER_TABLE = "user"
+BETTER_AUTH_COOKIE_PREFIX = "better-auth"
+BETTER_AUTH_REQUIRE_SIGNATURE = False
+AGENT_BACKEND = "agent.backends.stub.StubAgent"
+AGENT_TIMEOUT_SECONDS = 30.0
+AGENT_CONTEXT_MESSAGES = 20
+CHAT_MAX_MESSAGE_CHARS = 32000
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405

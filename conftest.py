@@ -1,0 +1,36 @@
+import os
+
+from django.db import connection
+
+import pytest
+
+from conversations.better_auth import better_auth_tables_ensure
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, plus Better Auth's tables (unmanaged, so not migrated).
+
+    Flushes after `transaction=True` tests leave unmanaged tables alone, so
+    factories give every Better Auth row a unique id and tests never count
+    those tables.
+    """
+    with django_db_blocker.unblock():
+        better_auth_tables_ensure()
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
+    for item in items:
+        if "postgresql" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _postgresql_when_asked(django_db_setup, django_db_blocker):
+    """CI's PostgreSQL run fails loudly if it is not really on PostgreSQL."""
+    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        with django_db_blocker.unblock():
+            assert connection.vendor == "postgresql"

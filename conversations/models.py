@@ -1,0 +1,174 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # A Better Auth user id: text, not a foreign key, because Better Auth's
+    # table is not ours to constrain.
+    owner_id = models.TextField()
+    # The sequence number of the newest message; the next one gets +1.
+    # Updated under the row lock that serialises writers to a conversation.
+    last_sequence = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        db_table = "conversations"
+        indexes = [
+            # The user's most recently updated conversation.
+            models.Index(
+                fields=["owner_id", "-updated_at", "-id"],
+                name="conv_owner_updated_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class MessageRole(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class Message(models.Model):
+    Role = MessageRole
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,  # msg_conv_sequence_uniq leads with it
+    )
+    # Position in the conversation, 1, 2, 3…: exact order even when two
+    # messages share a timestamp.
+    sequence = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    content = models.TextField()
+    # For an assistant message, the user message it answers.
+    reply_to = models.OneToOneField(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="reply",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        db_table = "messages"
+        ordering = ["conversation", "sequence"]
+        constraints = [
+            # Also the index for paging a conversation by sequence.
+            models.UniqueConstraint(
+                fields=["conversation", "sequence"], name="msg_conv_sequence_uniq"
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=MessageRole.values), name="msg_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(role=MessageRole.ASSISTANT) | Q(reply_to__isnull=True),
+                name="msg_only_assistant_replies",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.sequence} in {self.conversation_id}"
+
+
+class ToolCallStatus(models.TextChoices):
+    SUCCESS = "success", "Success"
+    ERROR = "error", "Error"
+
+
+class ToolCall(models.Model):
+    Status = ToolCallStatus
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    message = models.ForeignKey(
+        Message,
+        on_delete=models.CASCADE,
+        related_name="tool_calls",
+        db_index=False,  # toolcall_msg_position_uniq leads with it
+    )
+    # Order of the calls within the message.
+    position = models.PositiveSmallIntegerField(default=0)
+    tool_name = models.CharField(max_length=255)
+    parameters = models.JSONField(default=dict)
+    result = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=ToolCallStatus.choices)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        db_table = "tool_calls"
+        ordering = ["message", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "position"], name="toolcall_msg_position_uniq"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=ToolCallStatus.values),
+                name="toolcall_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} ({self.status})"
+
+
+# Better Auth's tables. Better Auth creates and migrates them; this project
+# only reads them (managed = False: no migration touches them). Table names
+# come from settings because Better Auth can be configured to use others.
+
+
+class BetterAuthUser(models.Model):
+    id = models.TextField(primary_key=True)
+    name = models.TextField()
+    email = models.TextField(unique=True)
+    email_verified = models.BooleanField(db_column="emailVerified", default=False)
+    image = models.TextField(null=True, blank=True)  # noqa: DJ001 (Better Auth's schema)
+    created_at = models.DateTimeField(db_column="createdAt", default=timezone.now)
+    updated_at = models.DateTimeField(db_column="updatedAt", default=timezone.now)
+
+    class Meta:
+        managed = False
+        db_table = settings.BETTER_AUTH_USER_TABLE
+        verbose_name = "Better Auth user"
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class BetterAuthSession(models.Model):
+    id = models.TextField(primary_key=True)
+    token = models.TextField(unique=True)
+    user = models.ForeignKey(
+        BetterAuthUser,
+        db_column="userId",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="sessions",
+    )
+    expires_at = models.DateTimeField(db_column="expiresAt")
+    ip_address = models.TextField(  # noqa: DJ001 (Better Auth's schema)
+        db_column="ipAddress", null=True, blank=True
+    )
+    user_agent = models.TextField(  # noqa: DJ001 (Better Auth's schema)
+        db_column="userAgent", null=True, blank=True
+    )
+    created_at = models.DateTimeField(db_column="createdAt", default=timezone.now)
+    updated_at = models.DateTimeField(db_column="updatedAt", default=timezone.now)
+
+    class Meta:
+        managed = False
+        db_table = settings.BETTER_AUTH_SESSION_TABLE
+        verbose_name = "Better Auth session"
+
+    def __str__(self) -> str:
+        return f"session {self.id} of {self.user_id}"

@@ -1,0 +1,24 @@
+"""API routes. Canonical paths have no trailing slash; the same path with a
+slash is served too, without a redirect."""
+
+from django.urls import re_path
+
+from conversations import views
+
+app_name = "conversations"
+
+USER = r"^users/(?P<user_id>[^/]+)"
+
+urlpatterns = [
+    re_path(rf"{USER}/chat/?$", views.ChatView.as_view(), name="chat"),
+    re_path(
+        rf"{USER}/conversations/?$",
+        views.ConversationLatestView.as_view(),
+        name="conversation-latest",
+    ),
+    re_path(
+        rf"{USER}/conversations/(?P<conversation_id>[^/]+)/messages/?$",
+        views.MessageListView.as_view(),
+        name="message-list",
+    ),
+]

@@ -1,0 +1,131 @@
+"""The chat API (CONTRACT §2). Views parse, call one service or selector,
+and render; every error is rendered by chatapi.exception_handlers."""
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chatapi.exceptions import NotFoundError
+from conversations.selectors import conversation_latest_for_owner, message_page
+from conversations.serializers import (
+    MessageOutputSerializer,
+    StrictCharField,
+    StrictUUIDField,
+    ToolCallOutputSerializer,
+)
+from conversations.services import chat_message_send
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+
+
+def owner_from_path(request: Request, user_id: str) -> str:
+    """The session's user id, if the path names it; 404 otherwise.
+
+    Another user's id answers exactly like a missing resource, so existence
+    is never revealed.
+    """
+    if user_id != request.user.id:
+        raise NotFoundError()
+    return user_id
+
+
+class ChatView(APIView):
+    class InputSerializer(serializers.Serializer):
+        # Stored exactly as sent: no trimming.
+        message = StrictCharField(trim_whitespace=False)
+        conversation_id = StrictUUIDField(required=False, allow_null=True)
+
+        def validate_message(self, value: str) -> str:
+            if not value.strip():
+                raise serializers.ValidationError(
+                    "This field may not be blank.", code="blank"
+                )
+            limit = settings.CHAT_MAX_MESSAGE_CHARS
+            if len(value) > limit:
+                raise serializers.ValidationError(
+                    f"Ensure this field has no more than {limit} characters.",
+                    code="message_too_long",
+                )
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise serializers.ValidationError(
+                    "This field must be valid Unicode text (no lone surrogates).",
+                    code="invalid_unicode",
+                ) from None
+            return value
+
+    def post(self, request: Request, user_id: str) -> Response:
+        owner_id = owner_from_path(request, user_id)
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        exchange = chat_message_send(
+            owner_id=owner_id,
+            content=payload.validated_data["message"],
+            conversation_id=payload.validated_data.get("conversation_id"),
+        )
+        return Response(
+            {
+                "conversation_id": str(exchange.conversation_id),
+                "response": exchange.assistant_message.content,
+                "user_message_id": str(exchange.user_message.id),
+                "assistant_message_id": str(exchange.assistant_message.id),
+                "tool_calls": ToolCallOutputSerializer(
+                    exchange.tool_calls, many=True
+                ).data,
+            }
+        )
+
+
+class ConversationLatestView(APIView):
+    class OutputSerializer(serializers.Serializer):
+        conversation_id = serializers.UUIDField(source="id")
+        created_at = serializers.DateTimeField()
+        updated_at = serializers.DateTimeField()
+
+    def get(self, request: Request, user_id: str) -> Response:
+        owner_id = owner_from_path(request, user_id)
+        conversation = conversation_latest_for_owner(owner_id=owner_id)
+        if conversation is None:
+            return Response(
+                {"conversation_id": None, "created_at": None, "updated_at": None}
+            )
+        return Response(self.OutputSerializer(conversation).data)
+
+
+class MessageListView(APIView):
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(
+            min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE
+        )
+        before = StrictUUIDField(required=False)
+
+    def get(self, request: Request, user_id: str, conversation_id: str) -> Response:
+        owner_id = owner_from_path(request, user_id)
+        try:
+            conversation_uuid = uuid.UUID(conversation_id)
+        except ValueError:
+            raise NotFoundError() from None
+        # A plain dict, not the QueryDict: DRF reads a blank value in a
+        # QueryDict as "absent", and `?limit=` is a client error, not 100.
+        filters = self.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        page = message_page(
+            owner_id=owner_id,
+            conversation_id=conversation_uuid,
+            **filters.validated_data,
+        )
+        data: dict[str, Any] = {
+            "conversation_id": str(page.conversation_id),
+            "messages": MessageOutputSerializer(page.messages, many=True).data,
+            "has_more": page.has_more,
+            "next_before": str(page.next_before) if page.next_before else None,
+        }
+        return Response(data)
