@@ -1,0 +1,120 @@
+"""Agent backends for tests, selected with the `settings` fixture:
+
+    settings.AGENT_BACKEND = "agent.tests.fakes.FailingAgent"
+
+The agent is the one thing tests replace: it is a system outside the app.
+Class-level state is shared by the process-wide instance; `reset()` clears it.
+"""
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from agent.backends.base import AgentReply, HistoryMessage, ToolCall
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    user_id: str
+    message: str
+    history: tuple[HistoryMessage, ...]
+    thread: str
+
+
+class RecordingAgent:
+    """Answers "echo: <message>" with one tool call, and records each call."""
+
+    calls: ClassVar[list[RecordedCall]] = []
+    lock = threading.Lock()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.calls.clear()
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        with self.lock:
+            self.calls.append(
+                RecordedCall(
+                    user_id, message, tuple(history), threading.current_thread().name
+                )
+            )
+        return AgentReply(
+            content=f"echo: {message}",
+            tool_calls=(
+                ToolCall("echo", {"message": message}, {"ok": True}, "success"),
+                ToolCall("audit", {"n": len(history)}, None, "error"),
+            ),
+        )
+
+
+class FailingAgent:
+    """Always raises, as a backend whose model is down would."""
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        raise RuntimeError("model unavailable")
+
+
+class SlowAgent:
+    """Sleeps `delay` seconds, then answers; `finished` is set once it has."""
+
+    delay: ClassVar[float] = 1.0
+    finished: ClassVar[threading.Event] = threading.Event()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.delay = 1.0
+        cls.finished = threading.Event()
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        time.sleep(self.delay)
+        try:
+            return AgentReply(
+                content="late reply",
+                tool_calls=(ToolCall("add_task", {"title": message}, {}, "success"),),
+            )
+        finally:
+            self.finished.set()
+
+
+class InvalidReplyAgent:
+    """Returns whatever `reply` is set to: output that must not be stored."""
+
+    reply: ClassVar[Any] = "not an AgentReply"
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> Any:
+        return self.reply
+
+
+class ProbeAgent:
+    """Runs `probe()` from inside the agent call and keeps its outcome.
+
+    Lets a test look at the database, from the agent's own thread and
+    connection, at the moment the agent runs.
+    """
+
+    probe: ClassVar[Any] = None
+    outcome: ClassVar[list[Any]] = []
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.probe = None
+        cls.outcome = []
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        try:
+            self.outcome.append(self.probe() if self.probe else None)
+        except Exception as exc:
+            self.outcome.append(exc)
+        return AgentReply(content="probed")

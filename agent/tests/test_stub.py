@@ -1,0 +1,191 @@
+import dataclasses
+import json
+
+import pytest
+
+from agent.backends.base import AgentReply, HistoryMessage, ToolCall
+from agent.backends.stub import HELP, StubAgent
+
+
+def reply_to(message: str, history: tuple[HistoryMessage, ...] = ()) -> AgentReply:
+    return StubAgent().generate_response(
+        user_id="user-1", message=message, history=history
+    )
+
+
+def test_stub_same_input_gives_equal_reply() -> None:
+    history = (HistoryMessage("user", "hi"), HistoryMessage("assistant", "hello"))
+
+    first = reply_to("add buy milk", history)
+    second = StubAgent().generate_response(
+        user_id="user-1", message="add buy milk", history=history
+    )
+
+    assert first == second
+
+
+def test_stub_same_chat_text_gives_equal_reply() -> None:
+    assert reply_to("what is the weather?") == reply_to("what is the weather?")
+
+
+def test_stub_add_calls_add_task_with_title() -> None:
+    reply = reply_to("add buy milk")
+
+    assert len(reply.tool_calls) == 1
+    call = reply.tool_calls[0]
+    assert call.tool_name == "add_task"
+    assert call.parameters == {"title": "buy milk"}
+    assert call.status == "success"
+    assert call.result["title"] == "buy milk"
+    assert "buy milk" in reply.content
+
+
+def test_stub_add_strips_task_word() -> None:
+    reply = reply_to("Add task: Call mom")
+
+    assert [(c.tool_name, c.parameters) for c in reply.tool_calls] == [
+        ("add_task", {"title": "Call mom"})
+    ]
+    assert "Call mom" in reply.content
+
+
+def test_stub_add_keeps_words_that_start_with_task() -> None:
+    reply = reply_to("add taskforce meeting")
+
+    assert reply.tool_calls[0].parameters == {"title": "taskforce meeting"}
+
+
+def test_stub_add_without_title_reports_error_and_asks() -> None:
+    reply = reply_to("add")
+
+    assert len(reply.tool_calls) == 1
+    call = reply.tool_calls[0]
+    assert call.tool_name == "add_task"
+    assert call.status == "error"
+    assert reply.content.endswith("?")
+
+
+def test_stub_list_pending_calls_list_tasks_with_status() -> None:
+    reply = reply_to("list pending")
+
+    assert [(c.tool_name, c.parameters, c.status) for c in reply.tool_calls] == [
+        ("list_tasks", {"status": "pending"}, "success")
+    ]
+
+
+def test_stub_list_without_filter_lists_all() -> None:
+    reply = reply_to("list tasks")
+
+    assert [(c.tool_name, c.parameters) for c in reply.tool_calls] == [
+        ("list_tasks", {"status": "all"})
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "tool_name", "parameters"),
+    [
+        ("complete 3", "complete_task", {"task_id": "3"}),
+        ("delete 3", "delete_task", {"task_id": "3"}),
+        ("update 3 to eggs", "update_task", {"task_id": "3", "title": "eggs"}),
+    ],
+)
+def test_stub_task_command_calls_tool_with_parameters(
+    message: str, tool_name: str, parameters: dict[str, str]
+) -> None:
+    reply = reply_to(message)
+
+    assert [(c.tool_name, c.parameters, c.status) for c in reply.tool_calls] == [
+        (tool_name, parameters, "success")
+    ]
+
+
+def test_stub_update_without_to_keeps_whole_title() -> None:
+    reply = reply_to("update 3 tomatoes")
+
+    assert reply.tool_calls[0].parameters == {"task_id": "3", "title": "tomatoes"}
+
+
+def test_stub_hello_greets_without_tool_calls() -> None:
+    reply = reply_to("hello")
+
+    assert reply.content.startswith("Hello!")
+    assert reply.tool_calls == ()
+
+
+def test_stub_other_text_gets_canned_reply_without_tool_calls() -> None:
+    reply = reply_to("what is the weather?")
+
+    assert "what is the weather?" in reply.content
+    assert HELP in reply.content
+    assert reply.tool_calls == ()
+
+
+@pytest.mark.parametrize(
+    ("message", "tool_name"),
+    [
+        ("ADD Buy Milk", "add_task"),
+        ("List PENDING", "list_tasks"),
+        ("Complete 3", "complete_task"),
+        ("DELETE 3", "delete_task"),
+        ("Update 3 to eggs", "update_task"),
+    ],
+)
+def test_stub_verbs_are_case_insensitive(message: str, tool_name: str) -> None:
+    reply = reply_to(message)
+
+    assert [c.tool_name for c in reply.tool_calls] == [tool_name]
+
+
+def test_stub_uppercase_add_keeps_title_as_written() -> None:
+    reply = reply_to("ADD Buy Milk")
+
+    assert reply.tool_calls[0].parameters == {"title": "Buy Milk"}
+
+
+def test_stub_reply_is_agent_reply_of_tool_calls() -> None:
+    reply = reply_to("add buy milk")
+
+    assert isinstance(reply, AgentReply)
+    assert isinstance(reply.tool_calls, tuple)
+    assert all(isinstance(call, ToolCall) for call in reply.tool_calls)
+
+
+def test_stub_reply_is_frozen() -> None:
+    reply = reply_to("add buy milk")
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reply.content = "changed"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reply.tool_calls[0].status = "error"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "add buy milk",
+        "add",
+        "list pending",
+        "complete 3",
+        "complete",
+        "delete 3",
+        "update 3 to eggs",
+        "update 3",
+        "hello",
+        "anything else",
+    ],
+)
+def test_stub_tool_calls_are_json_serialisable(message: str) -> None:
+    reply = reply_to(message)
+
+    for call in reply.tool_calls:
+        json.dumps(call.parameters, allow_nan=False)
+        json.dumps(call.result, allow_nan=False)
+
+
+@pytest.mark.parametrize("prefix", ["", "add ", "update 3 to ", "complete "])
+def test_stub_long_message_gives_bounded_reply(prefix: str) -> None:
+    message = prefix + "x" * 100_000
+
+    reply = reply_to(message)
+
+    assert len(reply.content) < 1_000
