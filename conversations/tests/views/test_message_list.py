@@ -1,0 +1,392 @@
+import datetime as dt
+import uuid
+from typing import Any
+
+from django.urls import reverse
+
+import pytest
+from rest_framework.test import APIClient
+
+from conversations.models import BetterAuthSession, Conversation, Message
+from conversations.tests.factories import (
+    BetterAuthSessionFactory,
+    ConversationFactory,
+    MessageFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
+MESSAGE_KEYS = {"id", "conversation_id", "role", "content", "created_at"}
+
+
+@pytest.fixture
+def session() -> BetterAuthSession:
+    return BetterAuthSessionFactory.create()
+
+
+@pytest.fixture
+def api(session: BetterAuthSession) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
+    return client
+
+
+def messages_url(user_id: str, conversation_id: Any) -> str:
+    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
+
+
+def conversation_with_messages(
+    owner_id: str, count: int
+) -> tuple[Conversation, list[Message]]:
+    """A conversation of `count` messages, alternating user and assistant."""
+    conversation = ConversationFactory.create(owner_id=owner_id)
+    messages = [
+        MessageFactory.build(
+            conversation=conversation,
+            sequence=sequence,
+            role=Message.Role.USER if sequence % 2 else Message.Role.ASSISTANT,
+        )
+        for sequence in range(1, count + 1)
+    ]
+    Message.objects.bulk_create(messages)
+    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
+    return conversation, messages
+
+
+def ids(messages: list[Message]) -> list[str]:
+    return [str(message.id) for message in messages]
+
+
+def page_ids(body: dict[str, Any]) -> list[str]:
+    return [message["id"] for message in body["messages"]]
+
+
+def test_message_list_returns_exact_shape_oldest_first(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation = ConversationFactory.create(owner_id=session.user_id)
+    question = MessageFactory.create(
+        conversation=conversation, role=Message.Role.USER, content="add buy milk"
+    )
+    answer = MessageFactory.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        content="Added 'buy milk'.",
+    )
+
+    response = api.get(messages_url(session.user_id, conversation.id))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"conversation_id", "messages", "has_more", "next_before"}
+    assert body["conversation_id"] == str(conversation.id)
+    assert body["has_more"] is False
+    assert body["next_before"] is None
+    assert [set(message) for message in body["messages"]] == [MESSAGE_KEYS] * 2
+    assert [
+        (m["id"], m["conversation_id"], m["role"], m["content"])
+        for m in body["messages"]
+    ] == [
+        (str(question.id), str(conversation.id), "user", "add buy milk"),
+        (str(answer.id), str(conversation.id), "assistant", "Added 'buy milk'."),
+    ]
+    for message, stored in zip(body["messages"], [question, answer], strict=True):
+        created_at = dt.datetime.fromisoformat(message["created_at"])
+        assert created_at.utcoffset() == dt.timedelta(0)
+        assert message["created_at"].endswith(("Z", "+00:00"))
+        assert created_at == stored.created_at
+
+
+def test_message_list_orders_by_sequence_when_timestamps_tie(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation = ConversationFactory.create(owner_id=session.user_id)
+    same_time = dt.datetime(2026, 2, 9, 12, 0, tzinfo=dt.UTC)
+    # Inserted out of order, with ids that sort opposite to the sequence.
+    for sequence in (3, 1, 5, 2, 4):
+        MessageFactory.create(
+            conversation=conversation,
+            id=uuid.UUID(int=100 - sequence),
+            sequence=sequence,
+            content=f"message {sequence}",
+            created_at=same_time,
+        )
+
+    response = api.get(messages_url(session.user_id, conversation.id))
+
+    assert response.status_code == 200
+    assert [m["content"] for m in response.json()["messages"]] == [
+        f"message {sequence}" for sequence in range(1, 6)
+    ]
+
+
+def test_message_list_default_page_holds_a_conversation_of_100(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, messages = conversation_with_messages(session.user_id, 100)
+
+    response = api.get(messages_url(session.user_id, conversation.id))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert page_ids(body) == ids(messages)
+    assert body["has_more"] is False
+    assert body["next_before"] is None
+
+
+def test_message_list_default_page_of_101_returns_newest_100(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, messages = conversation_with_messages(session.user_id, 101)
+
+    response = api.get(messages_url(session.user_id, conversation.id))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert page_ids(body) == ids(messages[1:])
+    assert body["has_more"] is True
+    assert body["next_before"] == str(messages[1].id)
+
+
+def test_message_list_following_next_before_returns_every_message_once(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, messages = conversation_with_messages(session.user_id, 250)
+    url = messages_url(session.user_id, conversation.id)
+    pages: list[list[str]] = []
+    has_more_flags: list[bool] = []
+    params: dict[str, Any] = {"limit": 60}
+
+    while True:
+        response = api.get(url, params)
+        assert response.status_code == 200
+        body = response.json()
+        pages.append(page_ids(body))
+        has_more_flags.append(body["has_more"])
+        if not body["has_more"]:
+            assert body["next_before"] is None
+            break
+        assert body["next_before"] == body["messages"][0]["id"]
+        params["before"] = body["next_before"]
+
+    assert [len(page) for page in pages] == [60, 60, 60, 60, 10]
+    assert has_more_flags == [True, True, True, True, False]
+    assert [id_ for page in reversed(pages) for id_ in page] == ids(messages)
+
+
+@pytest.mark.parametrize("limit", [1, 500])
+def test_message_list_limit_at_bounds_is_accepted(
+    api: APIClient, session: BetterAuthSession, limit: int
+) -> None:
+    conversation, messages = conversation_with_messages(session.user_id, 3)
+
+    response = api.get(messages_url(session.user_id, conversation.id), {"limit": limit})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert page_ids(body) == ids(messages[-limit:])
+    assert body["has_more"] is (limit < 3)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        "0",
+        "501",
+        "-1",
+        "abc",
+        "",
+        "1e3",
+        "1.5",
+    ],
+)
+def test_message_list_invalid_limit_is_bad_request(
+    api: APIClient, session: BetterAuthSession, limit: str
+) -> None:
+    conversation, _ = conversation_with_messages(session.user_id, 3)
+
+    response = api.get(
+        f"{messages_url(session.user_id, conversation.id)}?limit={limit}"
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == {"detail", "code", "errors"}
+    assert isinstance(body["detail"], str)
+    assert isinstance(body["code"], str)
+    assert list(body["errors"]) == ["limit"]
+
+
+@pytest.mark.parametrize("before", ["not-a-uuid", "123", "1" * 40, ""])
+def test_message_list_before_not_a_uuid_is_bad_request(
+    api: APIClient, session: BetterAuthSession, before: str
+) -> None:
+    conversation, _ = conversation_with_messages(session.user_id, 3)
+
+    response = api.get(
+        messages_url(session.user_id, conversation.id), {"before": before}
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == {"detail", "code", "errors"}
+    assert list(body["errors"]) == ["before"]
+
+
+def test_message_list_before_from_another_conversation_is_bad_request(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, _ = conversation_with_messages(session.user_id, 3)
+    _, elsewhere = conversation_with_messages(session.user_id, 3)
+
+    response = api.get(
+        messages_url(session.user_id, conversation.id),
+        {"before": str(elsewhere[-1].id)},
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == {"detail", "code", "errors"}
+    assert list(body["errors"]) == ["before"]
+
+
+def test_message_list_before_unknown_message_is_bad_request(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, _ = conversation_with_messages(session.user_id, 3)
+
+    response = api.get(
+        messages_url(session.user_id, conversation.id), {"before": str(uuid.uuid4())}
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["before"]
+
+
+def test_message_list_before_oldest_message_returns_empty_page(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, messages = conversation_with_messages(session.user_id, 3)
+
+    response = api.get(
+        messages_url(session.user_id, conversation.id), {"before": str(messages[0].id)}
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "conversation_id": str(conversation.id),
+        "messages": [],
+        "has_more": False,
+        "next_before": None,
+    }
+
+
+def test_message_list_repeated_limit_does_not_fail(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, _ = conversation_with_messages(session.user_id, 10)
+
+    response = api.get(
+        f"{messages_url(session.user_id, conversation.id)}?limit=5&limit=6"
+    )
+
+    assert response.status_code == 200
+    assert len(response.json()["messages"]) in {5, 6}
+
+
+def test_message_list_with_trailing_slash_is_served_without_redirect(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, messages = conversation_with_messages(session.user_id, 2)
+
+    response = api.get(f"{messages_url(session.user_id, conversation.id)}/")
+
+    assert response.status_code == 200
+    assert page_ids(response.json()) == ids(messages)
+
+
+def test_message_list_of_empty_conversation_is_empty(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation = ConversationFactory.create(owner_id=session.user_id)
+
+    response = api.get(messages_url(session.user_id, conversation.id))
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "conversation_id": str(conversation.id),
+        "messages": [],
+        "has_more": False,
+        "next_before": None,
+    }
+
+
+def test_message_list_other_users_conversation_is_not_found(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    other = BetterAuthSessionFactory.create()
+    conversation, _ = conversation_with_messages(other.user_id, 3)
+
+    response = api.get(messages_url(session.user_id, conversation.id))
+
+    assert response.status_code == 404
+    assert response.content == NOT_FOUND
+
+
+def test_message_list_other_users_path_is_not_found(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    other = BetterAuthSessionFactory.create()
+    conversation, _ = conversation_with_messages(other.user_id, 3)
+
+    response = api.get(messages_url(other.user_id, conversation.id))
+
+    assert response.status_code == 404
+    assert response.content == NOT_FOUND
+
+
+def test_message_list_own_conversation_under_other_users_path_is_not_found(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, _ = conversation_with_messages(session.user_id, 3)
+    other = BetterAuthSessionFactory.create()
+
+    response = api.get(messages_url(other.user_id, conversation.id))
+
+    assert response.status_code == 404
+    assert response.content == NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "conversation_id", [str(uuid.uuid4()), "not-a-uuid", "123", "%00", "x" * 300]
+)
+def test_message_list_unknown_or_malformed_conversation_is_not_found(
+    api: APIClient, session: BetterAuthSession, conversation_id: str
+) -> None:
+    conversation_with_messages(session.user_id, 3)
+
+    response = api.get(messages_url(session.user_id, conversation_id))
+
+    assert response.status_code == 404
+    assert response.content == NOT_FOUND
+
+
+def test_message_list_query_count_does_not_depend_on_length_or_before(
+    api: APIClient, session: BetterAuthSession, django_assert_num_queries
+) -> None:
+    short, short_messages = conversation_with_messages(session.user_id, 10)
+    long, long_messages = conversation_with_messages(session.user_id, 300)
+    requests = [
+        (short, {}),
+        (short, {"before": str(short_messages[5].id)}),
+        (long, {}),
+        (long, {"before": str(long_messages[250].id)}),
+    ]
+
+    for conversation, params in requests:
+        # One query authenticates; one finds the conversation (and the
+        # `before` message's sequence); one reads the page.
+        with django_assert_num_queries(3):
+            response = api.get(messages_url(session.user_id, conversation.id), params)
+        assert response.status_code == 200
