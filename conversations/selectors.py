@@ -85,8 +85,8 @@ def message_history_for_agent(
 
     Plain immutable values: the agent gets no ORM objects to query lazily.
     """
-    if limit <= 0:
-        return []
+    if limit <= 0 or before_sequence <= 1:
+        return []  # nothing to read: a new conversation has no history
     rows = (
         Message.objects.filter(
             conversation_id=conversation_id, sequence__lt=before_sequence
