@@ -113,8 +113,10 @@ class ProbeAgent:
     def generate_response(
         self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
     ) -> AgentReply:
+        # Read from the class: a function set on it must not become a method.
+        probe = type(self).probe
         try:
-            self.outcome.append(self.probe() if self.probe else None)
+            self.outcome.append(probe() if probe else None)
         except Exception as exc:
             self.outcome.append(exc)
         return AgentReply(content="probed")
