@@ -58,11 +58,6 @@ Headers = dict[str, str]
 
 
 @pytest.fixture
-def session() -> BetterAuthSession:
-    return BetterAuthSessionFactory.create()
-
-
-@pytest.fixture
 def recording_agent(settings: Settings) -> Iterator[type[RecordingAgent]]:
     settings.AGENT_BACKEND = "agent.tests.fakes.RecordingAgent"
     RecordingAgent.reset()

@@ -63,18 +63,6 @@ def _reset_fakes() -> Iterator[None]:
     InvalidReplyAgent.reply = invalid_reply
 
 
-@pytest.fixture
-def session() -> BetterAuthSession:
-    return BetterAuthSessionFactory.create()
-
-
-@pytest.fixture
-def api(session: BetterAuthSession) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
-    return client
-
-
 def chat_url(user_id: str) -> str:
     return reverse("conversations:chat", args=[user_id])
 

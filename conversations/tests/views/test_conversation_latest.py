@@ -15,18 +15,6 @@ NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
 NO_CONVERSATION = {"conversation_id": None, "created_at": None, "updated_at": None}
 
 
-@pytest.fixture
-def session() -> BetterAuthSession:
-    return BetterAuthSessionFactory.create()
-
-
-@pytest.fixture
-def api(session: BetterAuthSession) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
-    return client
-
-
 def latest_url(user_id: str) -> str:
     return reverse("conversations:conversation-latest", args=[user_id])
 

@@ -20,18 +20,6 @@ NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
 MESSAGE_KEYS = {"id", "conversation_id", "role", "content", "created_at"}
 
 
-@pytest.fixture
-def session() -> BetterAuthSession:
-    return BetterAuthSessionFactory.create()
-
-
-@pytest.fixture
-def api(session: BetterAuthSession) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
-    return client
-
-
 def messages_url(user_id: str, conversation_id: Any) -> str:
     return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
 
