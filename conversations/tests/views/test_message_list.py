@@ -310,37 +310,21 @@ def test_message_list_of_empty_conversation_is_empty(
     }
 
 
-def test_message_list_other_users_conversation_is_not_found(
-    api: APIClient, session: BetterAuthSession
+@pytest.mark.parametrize(
+    ("conversation_owner", "path_user"),
+    [("other", "self"), ("other", "other"), ("self", "other")],
+    ids=["their-conversation", "their-path", "own-conversation-their-path"],
+)
+def test_message_list_of_someone_else_is_not_found(
+    api: APIClient, session: BetterAuthSession, conversation_owner: str, path_user: str
 ) -> None:
-    other = BetterAuthSessionFactory.create()
-    conversation, _ = conversation_with_messages(other.user_id, 3)
+    users = {
+        "self": session.user_id,
+        "other": BetterAuthSessionFactory.create().user_id,
+    }
+    conversation, _ = conversation_with_messages(users[conversation_owner], 3)
 
-    response = api.get(messages_url(session.user_id, conversation.id))
-
-    assert response.status_code == 404
-    assert response.content == NOT_FOUND
-
-
-def test_message_list_other_users_path_is_not_found(
-    api: APIClient, session: BetterAuthSession
-) -> None:
-    other = BetterAuthSessionFactory.create()
-    conversation, _ = conversation_with_messages(other.user_id, 3)
-
-    response = api.get(messages_url(other.user_id, conversation.id))
-
-    assert response.status_code == 404
-    assert response.content == NOT_FOUND
-
-
-def test_message_list_own_conversation_under_other_users_path_is_not_found(
-    api: APIClient, session: BetterAuthSession
-) -> None:
-    conversation, _ = conversation_with_messages(session.user_id, 3)
-    other = BetterAuthSessionFactory.create()
-
-    response = api.get(messages_url(other.user_id, conversation.id))
+    response = api.get(messages_url(users[path_user], conversation.id))
 
     assert response.status_code == 404
     assert response.content == NOT_FOUND
