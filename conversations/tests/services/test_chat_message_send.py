@@ -104,8 +104,7 @@ def test_chat_message_send_inside_atomic_leaves_conversation_unchanged(
     settings: Settings,
 ) -> None:
     settings.AGENT_BACKEND = RECORDING
-    conversation = ConversationFactory.create(owner_id=OWNER)
-    MessageFactory.create(conversation=conversation)
+    conversation = MessageFactory.create(conversation__owner_id=OWNER).conversation
 
     with transaction.atomic():
         with pytest.raises(RuntimeError, match="durable"):
@@ -128,8 +127,9 @@ def test_chat_message_send_user_message_is_committed_while_agent_runs(
     settings.AGENT_BACKEND = PROBE
     conversation_id = None
     if existing:
-        conversation = ConversationFactory.create(owner_id=OWNER)
-        MessageFactory.create(conversation=conversation, content="earlier")
+        conversation = MessageFactory.create(
+            conversation__owner_id=OWNER, content="earlier"
+        ).conversation
         conversation_id = conversation.id
     caller = connections[DEFAULT_DB_ALIAS]  # the calling thread's connection
 
@@ -171,8 +171,7 @@ def test_chat_message_send_holds_no_conversation_lock_while_agent_runs(
     settings.AGENT_BACKEND = PROBE
     conversation_id = None
     if existing:
-        conversation = ConversationFactory.create(owner_id=OWNER)
-        MessageFactory.create(conversation=conversation)
+        conversation = MessageFactory.create(conversation__owner_id=OWNER).conversation
         conversation_id = conversation.id
 
     def lock_conversation() -> int:
@@ -231,10 +230,8 @@ def test_chat_message_send_conversation_deleted_while_agent_ran_raises_not_found
     settings: Settings,
 ) -> None:
     settings.AGENT_BACKEND = PROBE
-    conversation = ConversationFactory.create(owner_id=OWNER)
-    MessageFactory.create(conversation=conversation)
-    kept = ConversationFactory.create(owner_id=OWNER)
-    MessageFactory.create(conversation=kept)
+    conversation = MessageFactory.create(conversation__owner_id=OWNER).conversation
+    MessageFactory.create(conversation__owner_id=OWNER)  # one that must survive
 
     def delete_conversation() -> int:
         deleted, _ = Conversation.objects.filter(pk=conversation.pk).delete()

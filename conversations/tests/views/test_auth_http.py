@@ -56,6 +56,13 @@ SECURE_COOKIE = "__Secure-better-auth.session_token"
 
 Headers = dict[str, str]
 
+# One of each way a session reaches the API; names resolve when called.
+CREDENTIAL_FORMS = [
+    pytest.param(lambda s: bearer(s.token), id="bearer-raw"),
+    pytest.param(lambda s: bearer(signed_token(s)), id="bearer-signed"),
+    pytest.param(lambda s: cookie(encoded(signed_token(s))), id="cookie"),
+]
+
 
 @pytest.fixture
 def recording_agent(settings: Settings) -> Iterator[type[RecordingAgent]]:
@@ -377,14 +384,7 @@ def test_auth_refuses_credentials(
     assert_unauthorized(response, body)
 
 
-@pytest.mark.parametrize(
-    "credentials",
-    [
-        pytest.param(lambda s: bearer(s.token), id="bearer-raw"),
-        pytest.param(lambda s: bearer(signed_token(s)), id="bearer-signed"),
-        pytest.param(lambda s: cookie(encoded(signed_token(s))), id="cookie"),
-    ],
-)
+@pytest.mark.parametrize("credentials", CREDENTIAL_FORMS)
 def test_auth_refuses_expired_session(
     credentials: Callable[[BetterAuthSession], Headers],
 ) -> None:
@@ -410,13 +410,7 @@ def test_auth_expiry_boundary(expires_in: dt.timedelta, status: int) -> None:
     assert response.status_code == status
 
 
-@pytest.mark.parametrize(
-    "credentials",
-    [
-        pytest.param(lambda s: bearer(s.token), id="bearer-raw"),
-        pytest.param(lambda s: cookie(encoded(signed_token(s))), id="cookie"),
-    ],
-)
+@pytest.mark.parametrize("credentials", CREDENTIAL_FORMS)
 def test_auth_refuses_session_whose_user_is_deleted(
     session: BetterAuthSession,
     credentials: Callable[[BetterAuthSession], Headers],
@@ -496,14 +490,7 @@ def test_auth_refuses_junk_cookie_without_querying(
 # Queries and writes
 
 
-@pytest.mark.parametrize(
-    "credentials",
-    [
-        pytest.param(lambda s: bearer(s.token), id="bearer-raw"),
-        pytest.param(lambda s: bearer(signed_token(s)), id="bearer-signed"),
-        pytest.param(lambda s: cookie(encoded(signed_token(s))), id="cookie"),
-    ],
-)
+@pytest.mark.parametrize("credentials", CREDENTIAL_FORMS)
 def test_auth_costs_one_query(
     session: BetterAuthSession,
     django_assert_num_queries: DjangoAssertNumQueries,

@@ -50,6 +50,16 @@ def page_ids(body: dict[str, Any]) -> list[str]:
     return [message["id"] for message in body["messages"]]
 
 
+def assert_invalid_parameter(response: Any, name: str) -> None:
+    """A 400 in the validation envelope, naming only `name`."""
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == {"detail", "code", "errors"}
+    assert isinstance(body["detail"], str)
+    assert isinstance(body["code"], str)
+    assert list(body["errors"]) == [name]
+
+
 def test_message_list_returns_exact_shape_oldest_first(
     api: APIClient, session: BetterAuthSession
 ) -> None:
@@ -198,12 +208,7 @@ def test_message_list_invalid_limit_is_bad_request(
         f"{messages_url(session.user_id, conversation.id)}?limit={limit}"
     )
 
-    assert response.status_code == 400
-    body = response.json()
-    assert set(body) == {"detail", "code", "errors"}
-    assert isinstance(body["detail"], str)
-    assert isinstance(body["code"], str)
-    assert list(body["errors"]) == ["limit"]
+    assert_invalid_parameter(response, "limit")
 
 
 @pytest.mark.parametrize("before", ["not-a-uuid", "123", "1" * 40, ""])
@@ -216,10 +221,7 @@ def test_message_list_before_not_a_uuid_is_bad_request(
         messages_url(session.user_id, conversation.id), {"before": before}
     )
 
-    assert response.status_code == 400
-    body = response.json()
-    assert set(body) == {"detail", "code", "errors"}
-    assert list(body["errors"]) == ["before"]
+    assert_invalid_parameter(response, "before")
 
 
 def test_message_list_before_from_another_conversation_is_bad_request(
@@ -233,10 +235,7 @@ def test_message_list_before_from_another_conversation_is_bad_request(
         {"before": str(elsewhere[-1].id)},
     )
 
-    assert response.status_code == 400
-    body = response.json()
-    assert set(body) == {"detail", "code", "errors"}
-    assert list(body["errors"]) == ["before"]
+    assert_invalid_parameter(response, "before")
 
 
 def test_message_list_before_unknown_message_is_bad_request(
@@ -248,8 +247,7 @@ def test_message_list_before_unknown_message_is_bad_request(
         messages_url(session.user_id, conversation.id), {"before": str(uuid.uuid4())}
     )
 
-    assert response.status_code == 400
-    assert list(response.json()["errors"]) == ["before"]
+    assert_invalid_parameter(response, "before")
 
 
 def test_message_list_before_oldest_message_returns_empty_page(
