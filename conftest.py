@@ -1,5 +1,6 @@
 import os
 
+from django.core.cache import cache
 from django.db import connection
 
 import pytest
@@ -34,3 +35,9 @@ def _postgresql_when_asked(django_db_setup, django_db_blocker):
     if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         with django_db_blocker.unblock():
             assert connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Rate-limit counters live in the cache: every test starts with none."""
+    cache.clear()

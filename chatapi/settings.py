@@ -7,6 +7,7 @@ variables win). `.env.example` lists every variable.
 """
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -61,6 +62,20 @@ def env_float(name: str, default: float) -> float:
     return number
 
 
+RATE_PATTERN = re.compile(r"^[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A DRF throttle rate such as `30/minute`, or `off`."""
+    value = env_str(name, default).lower()
+    if value != "off" and not RATE_PATTERN.match(value):
+        raise ImproperlyConfigured(
+            f"{name} must look like 30/minute (per second, minute, hour or "
+            f"day) or be off, not {value!r}."
+        )
+    return value
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -91,6 +106,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "conversations",
     "agent",
@@ -99,6 +115,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -181,18 +198,66 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(
     "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024
 )
 
-# HTTPS. The defaults serve plain HTTP behind a platform's TLS router.
+# HTTPS. The defaults serve plain HTTP behind a platform's TLS router; the
+# production environment in the README turns on the rest, and with it
+# `manage.py check --deploy` reports no issue.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
 if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Load balancers probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD")
+# The admin's session and CSRF cookies: Secure whenever the app knows it is
+# reached over HTTPS, unless said otherwise.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool(
+    "DJANGO_SECURE_COOKIES",
+    SECURE_SSL_REDIRECT or env_bool("DJANGO_SECURE_PROXY_SSL_HEADER"),
+)
+SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# Browsers. The frontend's origins may call the API cross-origin, with
+# cookies; a cookie-authenticated request that changes state must come from
+# one of them (conversations.permissions.TrustedOriginForCookies).
+FRONTEND_ORIGINS = env_list(
+    "FRONTEND_ORIGINS", "http://localhost:3000" if DEBUG else ""
+)
+CORS_ALLOWED_ORIGINS = FRONTEND_ORIGINS
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_EXPOSE_HEADERS = ["Retry-After"]
+
+# Rate limits per user, "<count>/<second|minute|hour|day>" or "off". They
+# are counted in the default cache: Redis when REDIS_URL is set, shared by
+# every worker; otherwise each process counts on its own.
+RATE_LIMIT_CHAT = env_rate("RATE_LIMIT_CHAT", "60/minute")
+RATE_LIMIT_READ = env_rate("RATE_LIMIT_READ", "600/minute")
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A slow or absent Redis must not hold requests up.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "conversations.jwt.BetterAuthJWTAuthentication",
         "conversations.authentication.BetterAuthSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "conversations.permissions.TrustedOriginForCookies",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["conversations.throttles.UserRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["chatapi.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "chatapi.exception_handlers.api_exception_handler",
@@ -208,6 +273,25 @@ BETTER_AUTH_SESSION_TABLE = env_str("BETTER_AUTH_SESSION_TABLE", "session")
 BETTER_AUTH_USER_TABLE = env_str("BETTER_AUTH_USER_TABLE", "user")
 BETTER_AUTH_COOKIE_PREFIX = env_str("BETTER_AUTH_COOKIE_PREFIX", "better-auth")
 BETTER_AUTH_REQUIRE_SIGNATURE = env_bool("BETTER_AUTH_REQUIRE_SIGNATURE")
+
+# Stateless mode: `Authorization: Bearer <jwt>` from Better Auth's JWT
+# plugin, verified with the frontend's public keys, from its JWKS endpoint
+# or from Better Auth's `jwks` table. Off unless one of the two is set.
+BETTER_AUTH_JWKS_URL = env_str("BETTER_AUTH_JWKS_URL")
+BETTER_AUTH_JWKS_TABLE = env_str("BETTER_AUTH_JWKS_TABLE")
+BETTER_AUTH_JWT_ISSUER = env_str("BETTER_AUTH_JWT_ISSUER")
+BETTER_AUTH_JWT_AUDIENCE = env_str("BETTER_AUTH_JWT_AUDIENCE")
+BETTER_AUTH_JWT_ALGORITHMS = env_list(
+    "BETTER_AUTH_JWT_ALGORITHMS", "EdDSA,ES256,ES512,RS256,PS256"
+)
+BETTER_AUTH_JWKS_CACHE_SECONDS = env_int("BETTER_AUTH_JWKS_CACHE_SECONDS", 300)
+if (BETTER_AUTH_JWKS_URL or BETTER_AUTH_JWKS_TABLE) and not (
+    BETTER_AUTH_JWT_ISSUER and BETTER_AUTH_JWT_AUDIENCE
+):
+    raise ImproperlyConfigured(
+        "BETTER_AUTH_JWT_ISSUER and BETTER_AUTH_JWT_AUDIENCE are required "
+        "when BETTER_AUTH_JWKS_URL or BETTER_AUTH_JWKS_TABLE is set."
+    )
 
 # The AI agent.
 AGENT_BACKEND = env_str("AGENT_BACKEND", "agent.backends.stub.StubAgent")

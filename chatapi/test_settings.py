@@ -24,5 +24,11 @@ AGENT_CONTEXT_MESSAGES = 20
 CHAT_MAX_MESSAGE_CHARS = 32000
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+FRONTEND_ORIGINS = CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+RATE_LIMIT_CHAT = "60/minute"
+RATE_LIMIT_READ = "600/minute"
+# Each test process counts on its own; tests that need Redis say so.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+BETTER_AUTH_JWKS_URL = BETTER_AUTH_JWKS_TABLE = ""
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405

@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 from urllib.parse import unquote
 
 from django.conf import settings
@@ -46,22 +46,38 @@ class ApiUser:
         return self.id
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a request was authenticated with: its `request.auth`."""
+
+    source: Literal["bearer", "cookie", "jwt"]
+    # The Better Auth session's id; None for a JWT, which names no session.
+    session_id: str | None = None
+
+    @property
+    def via_cookie(self) -> bool:
+        """True when the browser sent the credential on its own."""
+        return self.source == "cookie"
+
+
 class BetterAuthSessionAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[ApiUser, str] | None:
+    def authenticate(self, request: Request) -> tuple[ApiUser, Credential] | None:
         parts = get_authorization_header(request).split()
         if parts and parts[0].lower() == self.keyword.lower().encode():
             if len(parts) != 2:
                 raise _failed("Malformed Authorization header.")
-            return self._authenticate_bearer(parts[1])
+            user, session_id = self._authenticate_bearer(parts[1])
+            return user, Credential("bearer", session_id)
 
         cookie = self._session_cookie(request)
         if cookie is not None:
             token = verified_token(unquote(cookie))
             if token is None:
                 raise _failed()
-            return self.authenticate_token(token)
+            user, session_id = self.authenticate_token(token)
+            return user, Credential("cookie", session_id)
         return None
 
     def authenticate_header(self, request: Request) -> str:

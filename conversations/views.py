@@ -37,6 +37,8 @@ def owner_from_path(request: Request, user_id: str) -> str:
 
 
 class ChatView(APIView):
+    throttle_scope = "chat"
+
     class InputSerializer(serializers.Serializer):
         # Stored exactly as sent: no trimming. DRF's CharField already
         # refuses NUL characters and lone surrogates (neither can be stored).
@@ -79,6 +81,8 @@ class ChatView(APIView):
 
 
 class ConversationLatestView(APIView):
+    throttle_scope = "read"
+
     class OutputSerializer(serializers.Serializer):
         conversation_id = serializers.UUIDField(source="id")
         created_at = serializers.DateTimeField()
@@ -95,6 +99,8 @@ class ConversationLatestView(APIView):
 
 
 class MessageListView(APIView):
+    throttle_scope = "read"
+
     class FilterSerializer(serializers.Serializer):
         limit = serializers.IntegerField(
             min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE

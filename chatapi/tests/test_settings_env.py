@@ -33,7 +33,17 @@ BLANKED = (
     "DB_CONNECT_TIMEOUT",
     "DATABASE_POOLER",
 )
-PREFIXES = ("DJANGO_", "BETTER_AUTH_", "AGENT_", "CHAT_", "DATABASE_", "DB_")
+PREFIXES = (
+    "DJANGO_",
+    "BETTER_AUTH_",
+    "AGENT_",
+    "CHAT_",
+    "DATABASE_",
+    "DB_",
+    "FRONTEND_",
+    "RATE_LIMIT_",
+    "REDIS_",
+)
 
 SCRIPT = """
 import json
@@ -61,6 +71,15 @@ print(json.dumps({
     "BETTER_AUTH_COOKIE_PREFIX": settings.BETTER_AUTH_COOKIE_PREFIX,
     "AGENT_BACKEND": settings.AGENT_BACKEND,
     "LOG_LEVEL": logging.getLevelName(logging.getLogger().level),
+    "FRONTEND_ORIGINS": settings.FRONTEND_ORIGINS,
+    "CORS_ALLOWED_ORIGINS": settings.CORS_ALLOWED_ORIGINS,
+    "RATE_LIMIT_CHAT": settings.RATE_LIMIT_CHAT,
+    "RATE_LIMIT_READ": settings.RATE_LIMIT_READ,
+    "CACHE_BACKEND": settings.CACHES["default"]["BACKEND"],
+    "CACHE_LOCATION": settings.CACHES["default"].get("LOCATION", ""),
+    "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
+    "CSRF_COOKIE_SECURE": settings.CSRF_COOKIE_SECURE,
+    "SECURE_HSTS_SECONDS": settings.SECURE_HSTS_SECONDS,
 }))
 """
 
@@ -209,3 +228,100 @@ def test_settings_empty_string_variable_gives_its_default(
     values = loaded(**{name: ""}, **SECRETS)
 
     assert values[setting] == default
+
+
+def test_settings_rate_limits_default_to_generous_per_minute_values() -> None:
+    values = loaded(**SECRETS)
+
+    assert values["RATE_LIMIT_CHAT"] == "60/minute"
+    assert values["RATE_LIMIT_READ"] == "600/minute"
+
+
+def test_settings_rate_limits_read_from_the_environment() -> None:
+    values = loaded(RATE_LIMIT_CHAT="5/Second", RATE_LIMIT_READ="OFF", **SECRETS)
+
+    assert values["RATE_LIMIT_CHAT"] == "5/second"
+    assert values["RATE_LIMIT_READ"] == "off"
+
+
+@pytest.mark.parametrize("rate", ["abc", "10", "0/minute", "10/fortnight", "-1/s"])
+def test_settings_malformed_rate_limit_refuses_to_start(rate: str) -> None:
+    message = improperly_configured(RATE_LIMIT_CHAT=rate, **SECRETS)
+
+    assert "RATE_LIMIT_CHAT" in message
+
+
+def test_settings_without_redis_count_in_process_memory() -> None:
+    values = loaded(REDIS_URL="", **SECRETS)
+
+    assert values["CACHE_BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+
+
+def test_settings_redis_url_makes_redis_the_shared_cache() -> None:
+    values = loaded(REDIS_URL="redis://cache.internal:6379/2", **SECRETS)
+
+    assert values["CACHE_BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert values["CACHE_LOCATION"] == "redis://cache.internal:6379/2"
+
+
+def test_settings_frontend_origins_are_the_cors_origins() -> None:
+    values = loaded(
+        FRONTEND_ORIGINS="https://app.example.com, https://staging.example.com",
+        **SECRETS,
+    )
+
+    expected = ["https://app.example.com", "https://staging.example.com"]
+    assert values["FRONTEND_ORIGINS"] == values["CORS_ALLOWED_ORIGINS"] == expected
+
+
+def test_settings_frontend_origins_default_to_none_in_production() -> None:
+    assert loaded(**SECRETS)["FRONTEND_ORIGINS"] == []
+
+
+def test_settings_frontend_origins_default_to_next_dev_server_in_debug() -> None:
+    values = loaded(DJANGO_DEBUG="1")
+
+    assert values["FRONTEND_ORIGINS"] == ["http://localhost:3000"]
+
+
+def test_settings_plain_http_defaults_leave_cookies_without_secure_flag() -> None:
+    values = loaded(**SECRETS)
+
+    assert values["SESSION_COOKIE_SECURE"] is False
+    assert values["CSRF_COOKIE_SECURE"] is False
+    assert values["SECURE_HSTS_SECONDS"] == 0
+
+
+@pytest.mark.parametrize(
+    "https", ["DJANGO_SECURE_PROXY_SSL_HEADER", "DJANGO_SECURE_SSL_REDIRECT"]
+)
+def test_settings_https_makes_cookies_secure(https: str) -> None:
+    values = loaded(**{https: "1"}, **SECRETS)
+
+    assert values["SESSION_COOKIE_SECURE"] is True
+    assert values["CSRF_COOKIE_SECURE"] is True
+
+
+def test_settings_secure_cookies_can_be_turned_off_explicitly() -> None:
+    values = loaded(
+        DJANGO_SECURE_PROXY_SSL_HEADER="1", DJANGO_SECURE_COOKIES="0", **SECRETS
+    )
+
+    assert values["SESSION_COOKIE_SECURE"] is False
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"BETTER_AUTH_JWKS_URL": "https://app.example.com/api/auth/jwks"},
+        {"BETTER_AUTH_JWKS_TABLE": "jwks"},
+    ],
+)
+def test_settings_jwt_mode_requires_issuer_and_audience(
+    source: dict[str, str],
+) -> None:
+    message = improperly_configured(
+        **source, BETTER_AUTH_JWT_ISSUER="https://app.example.com", **SECRETS
+    )
+
+    assert "BETTER_AUTH_JWT_AUDIENCE" in message

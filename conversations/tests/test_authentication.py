@@ -2,6 +2,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+from urllib.parse import quote
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -15,6 +16,7 @@ from rest_framework.test import APIRequestFactory
 from conversations.authentication import (
     ApiUser,
     BetterAuthSessionAuthentication,
+    Credential,
     sign_token,
     verified_token,
 )
@@ -317,4 +319,19 @@ def test_authenticate_reads_bearer_header() -> None:
 
     assert result is not None
     assert result[0].id == session.user_id
-    assert result[1] == session.id
+    assert result[1] == Credential("bearer", session.id)
+    assert not result[1].via_cookie
+
+
+@pytest.mark.django_db
+def test_authenticate_marks_a_cookie_credential() -> None:
+    session = BetterAuthSessionFactory.create()
+    cookie = quote(sign_token(session.token), safe="")
+
+    result = BetterAuthSessionAuthentication().authenticate(
+        drf_request({"Cookie": f"better-auth.session_token={cookie}"})
+    )
+
+    assert result is not None
+    assert result[1] == Credential("cookie", session.id)
+    assert result[1].via_cookie

@@ -1,0 +1,75 @@
+"""`manage.py check --deploy` under the production environment the README
+documents: no issue at all. Under the defaults (plain HTTP behind a TLS
+router) it warns, which shows the check is really looking."""
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIXES = ("DJANGO_", "BETTER_AUTH_", "DATABASE_", "FRONTEND_", "REDIS_", "RATE_")
+
+
+def production_environment() -> dict[str, str]:
+    """The README's `<!-- production-env -->` block; `<...>` gets a secret."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- production-env -->\n```dotenv\n(.*?)```", readme, re.S)
+    assert block, "README.md lost its production-env block"
+    variables = dict(
+        line.split("=", 1) for line in block.group(1).splitlines() if line.strip()
+    )
+    return {
+        name: secrets.token_urlsafe(50) if value.startswith("<") else value
+        for name, value in variables.items()
+    }
+
+
+def check_deploy(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    # Blank rather than absent: load_dotenv never overrides a set variable,
+    # so a developer's .env cannot leak in.
+    env.update(dict.fromkeys(_dotenv_names(), ""))
+    env.update(variables, DJANGO_SETTINGS_MODULE="chatapi.settings")
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _dotenv_names() -> list[str]:
+    example = (ROOT / ".env.example").read_text()
+    return re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, re.M)
+
+
+def test_documented_production_environment_passes_check_deploy() -> None:
+    result = check_deploy(production_environment())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_plain_http_defaults_are_what_check_deploy_warns_about() -> None:
+    result = check_deploy(
+        {
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "BETTER_AUTH_SECRET": secrets.token_urlsafe(32),
+        }
+    )
+
+    assert result.returncode != 0
+    reported = set(re.findall(r"security\.W\d+", result.stderr + result.stdout))
+    # HSTS, SSL redirect, and the Secure flag on session and CSRF cookies.
+    assert reported == {
+        "security.W004",
+        "security.W008",
+        "security.W012",
+        "security.W016",
+    }
