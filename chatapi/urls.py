@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chatapi.health import HealthView, ReadyView
+
 urlpatterns = [
+    path("healthz", HealthView.as_view(), name="healthz"),
+    path("readyz", ReadyView.as_view(), name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("conversations.urls")),
 ]
