@@ -15,6 +15,7 @@ import pytest
 from pytest_django import Settings
 from rest_framework.test import APIClient, APIRequestFactory
 
+from chatapi.tests.environment import unavailable
 from conversations.authentication import ApiUser
 from conversations.models import BetterAuthSession, Message
 from conversations.tests.factories import BetterAuthSessionFactory
@@ -214,7 +215,10 @@ def redis_reachable() -> bool:
 @pytest.fixture
 def redis_cache(settings: Settings) -> Iterator[Any]:
     if not redis_reachable():
-        pytest.skip("Redis not reachable at 127.0.0.1:6379")
+        unavailable(
+            "Redis not reachable at 127.0.0.1:6379",
+            required_by="CHATAPI_REQUIRE_REDIS",
+        )
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
