@@ -119,7 +119,8 @@ class BetterAuthSessionAuthentication(BaseAuthentication):
     def _session_cookie(self, request: Request) -> str | None:
         name = f"{settings.BETTER_AUTH_COOKIE_PREFIX}.session_token"
         cookies = request.COOKIES
-        return cookies.get(f"__Secure-{name}") or cookies.get(name)
+        secure = cookies.get(f"__Secure-{name}")
+        return secure if secure is not None else cookies.get(name)
 
 
 def sign_token(token: str) -> str:

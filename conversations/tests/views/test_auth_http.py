@@ -372,6 +372,11 @@ def test_auth_require_signature_accepts_signed(
             id="secure-cookie-bad-sig",
         ),
         pytest.param(lambda s: cookie(""), INVALID_SESSION, id="cookie-empty"),
+        pytest.param(
+            lambda s: cookie("", SECURE_COOKIE),
+            INVALID_SESSION,
+            id="secure-cookie-empty",
+        ),
     ],
 )
 def test_auth_refuses_credentials(

@@ -282,8 +282,7 @@ def test_matrix_own_request_is_served(
         pytest.param(lambda s: {}, NOT_PROVIDED, id="none"),
         pytest.param(lambda s: {"Authorization": "Bearer"}, MALFORMED, id="bearer"),
         pytest.param(lambda s: cookie(""), INVALID_SESSION, id="cookie"),
-        # An empty `__Secure-` cookie counts as no cookie at all.
-        pytest.param(lambda s: cookie("", SECURE_COOKIE), NOT_PROVIDED, id="secure"),
+        pytest.param(lambda s: cookie("", SECURE_COOKIE), INVALID_SESSION, id="secure"),
     ],
 )
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
