@@ -1,8 +1,10 @@
 """One error envelope for the whole API: `{"detail", "code"[, "errors"]}`."""
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 
 from rest_framework import exceptions
@@ -12,6 +14,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from chatapi.exceptions import ApplicationError, InvalidInputError
 from chatapi.parsers import RequestTooLarge
 
+logger = logging.getLogger(__name__)
+
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
@@ -19,7 +23,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if isinstance(exc, InvalidInputError):
             data["errors"] = exc.errors
         return Response(data, status=exc.status_code)
-    if isinstance(exc, Http404):
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable or restarting: tell the client to
+        # retry rather than fail with a 500. Django drops the broken
+        # connection at the end of the request and reconnects on the next.
+        logger.error("Database unavailable: %s", _first_line(exc))
+        exc = DatabaseUnavailable()
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -60,3 +70,14 @@ def _first_error(errors: Any, field: str = "") -> tuple[str, Any]:
     if isinstance(errors, list) and errors:
         return _first_error(errors[0], field)
     return field, errors
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else exc.__class__.__name__
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "The service is briefly unavailable; try again shortly."
+    default_code = "database_unavailable"

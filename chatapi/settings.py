@@ -161,6 +161,13 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env_int("DB_CONNECT_TIMEOUT", 10, minimum=1)
     )
+    # A statement stuck behind a lock or a sick server ends with an error
+    # (503 to the client) instead of holding a worker forever.
+    statement_timeout = env_int("DB_STATEMENT_TIMEOUT_MS", 15000)
+    if statement_timeout and not env_bool("DATABASE_POOLER"):
+        DATABASES["default"]["OPTIONS"].setdefault(
+            "options", f"-c statement_timeout={statement_timeout}"
+        )
     if env_bool("DATABASE_POOLER"):
         # Behind a transaction pooler (Neon's "-pooler" host, PgBouncer):
         # a connection is not ours between transactions, so no server-side

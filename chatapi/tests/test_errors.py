@@ -1,11 +1,14 @@
 import json
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import connection
 from django.test import Client
 
 import pytest
+from rest_framework.test import APIClient
 
 from chatapi.views import bad_request, server_error
+from conversations.tests.factories import BetterAuthSessionFactory
 
 NOT_FOUND = {"detail": "Not found.", "code": "not_found"}
 
@@ -57,3 +60,40 @@ def test_disallowed_host_is_json_bad_request(client: Client) -> None:
 
     assert response.status_code == 400
     assert json_body(response) == {"detail": "Bad request.", "code": "bad_request"}
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_unreachable_database_answers_503_json_and_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    session = BetterAuthSessionFactory.create()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
+    url = f"/api/v1/users/{session.user_id}/conversations"
+    real_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = "9"  # nothing listens there
+    try:
+        down = client.get(url)
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = real_port
+
+    back = client.get(url)
+
+    assert down.status_code == 503
+    assert json_body(down) == {
+        "detail": "The service is briefly unavailable; try again shortly.",
+        "code": "database_unavailable",
+    }
+    assert "Database unavailable" in caplog.text
+    assert back.status_code == 200
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db
+def test_postgresql_sessions_run_with_the_statement_timeout() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() == ("15s",)

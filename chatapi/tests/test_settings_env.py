@@ -80,6 +80,7 @@ print(json.dumps({
     "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
     "CSRF_COOKIE_SECURE": settings.CSRF_COOKIE_SECURE,
     "SECURE_HSTS_SECONDS": settings.SECURE_HSTS_SECONDS,
+    "DB_OPTIONS": settings.DATABASES["default"].get("OPTIONS", {}),
 }))
 """
 
@@ -325,3 +326,25 @@ def test_settings_jwt_mode_requires_issuer_and_audience(
     )
 
     assert "BETTER_AUTH_JWT_AUDIENCE" in message
+
+
+PG_URL = "postgres://app@db.example.com:5432/chat"
+
+
+def test_settings_postgresql_gets_a_statement_timeout() -> None:
+    values = loaded(DATABASE_URL=PG_URL, **SECRETS)
+
+    assert values["DB_OPTIONS"]["options"] == "-c statement_timeout=15000"
+
+
+def test_settings_statement_timeout_zero_sends_none() -> None:
+    values = loaded(DATABASE_URL=PG_URL, DB_STATEMENT_TIMEOUT_MS="0", **SECRETS)
+
+    assert "options" not in values["DB_OPTIONS"]
+
+
+def test_settings_statement_timeout_is_not_sent_through_a_pooler() -> None:
+    values = loaded(DATABASE_URL=PG_URL, DATABASE_POOLER="1", **SECRETS)
+
+    assert "options" not in values["DB_OPTIONS"]
+    assert values["DB_OPTIONS"]["prepare_threshold"] is None
