@@ -108,6 +108,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "conversations",
     "agent",
 ]
@@ -268,7 +270,19 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["chatapi.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "chatapi.exception_handlers.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+
+# The OpenAPI schema (/api/schema/, /api/docs/). The docs page's assets come
+# from drf-spectacular-sidecar, served like the admin's: no CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Todo assistant chat API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Better Auth (the frontend's auth library) owns these tables; this project
