@@ -154,7 +154,9 @@ def preflight() -> Preflight:
             headers={
                 "Origin": origin,
                 "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization, content-type",
+                "Access-Control-Request-Headers": (
+                    "authorization, content-type, idempotency-key, x-request-id"
+                ),
             },
         )
 
@@ -170,7 +172,9 @@ def test_preflight_from_the_frontend_allows_credentials_and_headers(
     assert response.headers["access-control-allow-origin"] == FRONTEND
     assert response.headers["access-control-allow-credentials"] == "true"
     allowed = response.headers["access-control-allow-headers"].lower()
-    assert {"authorization", "content-type"} <= {h.strip() for h in allowed.split(",")}
+    assert {"authorization", "content-type", "idempotency-key", "x-request-id"} <= {
+        h.strip() for h in allowed.split(",")
+    }
     assert "POST" in response.headers["access-control-allow-methods"]
 
 
@@ -192,7 +196,10 @@ def test_frontend_may_read_answers_and_retry_after() -> None:
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == FRONTEND
     assert response.headers["access-control-allow-credentials"] == "true"
-    assert "retry-after" in response.headers["access-control-expose-headers"].lower()
+    exposed = response.headers["access-control-expose-headers"].lower()
+    assert {"retry-after", "idempotent-replayed", "x-request-id"} <= {
+        h.strip() for h in exposed.split(",")
+    }
 
 
 def test_errors_carry_cors_headers_so_the_frontend_can_read_them() -> None:
