@@ -1,0 +1,739 @@
+"""Stateless JWT mode (conversations.jwt) with keys made here.
+
+The JWKS endpoint is a real HTTP server on 127.0.0.1; the table mode reads
+a real table. Only the cache's clock is moved, instead of waiting.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.utils import base64url_encode
+from pytest_django import DjangoAssertNumQueries, Settings
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
+
+from conversations import jwt as jwt_mode
+from conversations.authentication import ApiUser, Credential
+from conversations.jwt import (
+    REFETCH_MIN_SECONDS,
+    RETRY_AFTER_FAILURE_SECONDS,
+    BetterAuthJWTAuthentication,
+    JWKSUnavailable,
+    jwks_cache_clear,
+    jwt_header,
+)
+from conversations.models import Conversation
+from conversations.tests.factories import BetterAuthSessionFactory, signed_token
+
+pytestmark = pytest.mark.django_db
+
+ISSUER = "https://app.example.com"
+AUDIENCE = "https://app.example.com"
+USER_ID = "Kq8dJ2mX7pR4tV9wZ1bN6cF3hL5sY0aE"
+INVALID_TOKEN = {"detail": "Invalid or expired token.", "code": "authentication_failed"}
+TABLE = "jwks_unit_test"
+
+
+@dataclass
+class SigningKey:
+    alg: str
+    kid: str
+    private: Any
+    public_jwk: dict[str, Any]
+
+    def sign(self, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {
+            "iat": now,
+            "exp": now + 900,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": USER_ID,
+            "id": USER_ID,
+            "email": "ann@example.com",
+            "name": "Ann",
+            "emailVerified": False,
+            **claims,
+        }
+        payload = {name: value for name, value in payload.items() if value is not None}
+        return jwt.encode(payload, self.private, self.alg, headers={"kid": self.kid})
+
+
+def make_key(alg: str = "EdDSA") -> SigningKey:
+    """A fresh key pair, published as Better Auth's JWKS endpoint does."""
+    public_jwk: dict[str, Any]
+    if alg == "EdDSA":
+        private: Any = ed25519.Ed25519PrivateKey.generate()
+        public_jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    elif alg in ("ES256", "ES512"):
+        curve = ec.SECP256R1() if alg == "ES256" else ec.SECP521R1()
+        private = ec.generate_private_key(curve)
+        public_jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    else:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public_jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    kid = uuid.uuid4().hex
+    return SigningKey(alg, kid, private, {**public_jwk, "alg": alg, "kid": kid})
+
+
+@dataclass
+class JWKSServer:
+    """A JWKS endpoint on 127.0.0.1 whose keys and health tests change."""
+
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+    requests: int = 0
+    url: str = ""
+
+    def publish(self, *keys: SigningKey) -> None:
+        self.keys = [key.public_jwk for key in keys]
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[JWKSServer]:
+    state = JWKSServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests += 1
+            body = json.dumps({"keys": state.keys}).encode()
+            self.send_response(state.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/api/auth/jwks"
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """The key cache's clock, fresh cache before and after each test."""
+    clock = Clock()
+    monkeypatch.setattr(jwt_mode, "_monotonic", clock)
+    jwks_cache_clear()
+    yield clock
+    jwks_cache_clear()
+
+
+@pytest.fixture
+def key() -> SigningKey:
+    return make_key("EdDSA")
+
+
+@pytest.fixture
+def url_mode(settings: Settings, jwks_server: JWKSServer, key: SigningKey) -> None:
+    """JWT mode on, reading `key` from the JWKS endpoint."""
+    jwks_server.publish(key)
+    settings.BETTER_AUTH_JWKS_URL = jwks_server.url
+    settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+    settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+
+
+def bearer_request(value: str) -> Request:
+    django_request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {value}")
+    return Request(django_request)
+
+
+def authenticate(value: str) -> tuple[ApiUser, Credential] | None:
+    return BetterAuthJWTAuthentication().authenticate(bearer_request(value))
+
+
+def assert_refused(value: str) -> None:
+    with pytest.raises(AuthenticationFailed, match=r"^Invalid or expired token\.$"):
+        authenticate(value)
+
+
+def jwt_client(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+# jwt_header: what counts as a JWT
+
+
+def test_jwt_header_decodes_a_jwt(key: SigningKey) -> None:
+    assert jwt_header(key.sign()) == {"alg": "EdDSA", "kid": key.kid, "typ": "JWT"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Xq3wM9vTz1LkP8sRb2NcY7hJd4FgA6eU",  # raw session token
+        "Xq3wM9vTz1LkP8sRb2NcY7hJd4FgA6eU.A+9V0m7z4oy9n4iZa/d4mHK=",  # signed
+        "Xq3wM9vTz1LkP8sRb2NcY7hJd4FgA6eU.A%2B9V0m7z4oy9n4iZa%2Fd4mHK%3D",
+        "a.b.c",  # three segments, header not JSON
+        "eyJmb28iOiJiYXIifQ.eyJzdWIiOiJ4In0.c2ln",  # JSON header without alg
+        "WyJhbGciXQ.eyJzdWIiOiJ4In0.c2ln",  # header a JSON list
+        "eyJhbGciOiJFZERTQSJ9..c2ln",  # empty payload segment
+        "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln.more",
+    ],
+)
+def test_jwt_header_is_none_for_anything_else(value: str) -> None:
+    assert jwt_header(value) is None
+
+
+# Mode off, and values left to the session class
+
+
+def test_authenticate_is_none_when_jwt_mode_is_off(key: SigningKey) -> None:
+    assert authenticate(key.sign()) is None
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_is_none_for_a_session_token(jwks_server: JWKSServer) -> None:
+    session = BetterAuthSessionFactory.create()
+
+    assert authenticate(session.token) is None
+    assert authenticate(signed_token(session)) is None
+    assert jwks_server.requests == 0
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_session_tokens_still_open_the_api_in_jwt_mode() -> None:
+    session = BetterAuthSessionFactory.create()
+    url = reverse("conversations:conversation-latest", args=[session.user_id])
+
+    response = jwt_client(signed_token(session)).get(url)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_is_none_without_a_bearer_header() -> None:
+    request = Request(APIRequestFactory().get("/"))
+
+    assert BetterAuthJWTAuthentication().authenticate(request) is None
+
+
+# Valid tokens
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_returns_the_tokens_user_and_a_jwt_credential(
+    key: SigningKey,
+) -> None:
+    result = authenticate(key.sign())
+
+    assert result == (
+        ApiUser(id=USER_ID, email="ann@example.com", name="Ann"),
+        Credential("jwt"),
+    )
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_without_email_or_name_claims_gives_empty_strings(
+    key: SigningKey,
+) -> None:
+    result = authenticate(key.sign(email=None, name=None))
+
+    assert result is not None
+    assert result[0] == ApiUser(id=USER_ID, email="", name="")
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "ES256", "ES512", "RS256", "PS256"])
+def test_authenticate_accepts_each_default_algorithm(
+    settings: Settings, jwks_server: JWKSServer, alg: str
+) -> None:
+    signing = make_key(alg)
+    jwks_server.publish(make_key("EdDSA"), signing)
+    settings.BETTER_AUTH_JWKS_URL = jwks_server.url
+    settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+    settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+
+    result = authenticate(signing.sign())
+
+    assert result is not None
+    assert result[0].id == USER_ID
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_jwt_opens_the_api(key: SigningKey) -> None:
+    client = jwt_client(key.sign())
+
+    chat = client.post(
+        reverse("conversations:chat", args=[USER_ID]),
+        {"message": "hello"},
+        format="json",
+    )
+    latest = client.get(reverse("conversations:conversation-latest", args=[USER_ID]))
+
+    assert chat.status_code == 200
+    assert Conversation.objects.get().owner_id == USER_ID
+    assert latest.status_code == 200
+    assert latest.json()["conversation_id"] == chat.json()["conversation_id"]
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_jwt_opens_only_its_own_users_paths(key: SigningKey) -> None:
+    client = jwt_client(key.sign())
+
+    response = client.get(
+        reverse("conversations:conversation-latest", args=["someone-else"])
+    )
+
+    assert response.status_code == 404
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_warm_cache_costs_no_query_and_no_fetch(
+    key: SigningKey,
+    jwks_server: JWKSServer,
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    authenticate(key.sign())
+
+    with django_assert_num_queries(0):
+        result = authenticate(key.sign())
+
+    assert result is not None
+    assert jwks_server.requests == 1
+
+
+# Refused tokens
+
+
+@pytest.mark.usefixtures("url_mode")
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"exp": int(time.time()) - 1}, id="expired"),
+        pytest.param({"exp": None}, id="no-exp"),
+        pytest.param({"iss": "https://evil.example.com"}, id="other-iss"),
+        pytest.param({"iss": None}, id="no-iss"),
+        pytest.param({"aud": "https://other.example.com"}, id="other-aud"),
+        pytest.param({"aud": None}, id="no-aud"),
+        pytest.param({"nbf": int(time.time()) + 60}, id="not-yet-valid"),
+        pytest.param({"sub": None}, id="no-sub"),
+        pytest.param({"sub": ""}, id="empty-sub"),
+    ],
+)
+def test_authenticate_refuses_bad_claims(
+    key: SigningKey, claims: dict[str, Any]
+) -> None:
+    assert_refused(key.sign(**claims))
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_refuses_a_tampered_payload(key: SigningKey) -> None:
+    header, _, signature = key.sign().split(".")
+    forged = base64url_encode(
+        json.dumps({"sub": "someone-else", "exp": 9999999999}).encode()
+    ).decode()
+
+    assert_refused(f"{header}.{forged}.{signature}")
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_refuses_a_token_signed_by_another_key(key: SigningKey) -> None:
+    impostor = make_key("EdDSA")
+    impostor.kid = key.kid
+
+    assert_refused(impostor.sign())
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_refuses_alg_none(key: SigningKey) -> None:
+    unsigned = jwt.encode(
+        {"sub": USER_ID, "iss": ISSUER, "aud": AUDIENCE, "exp": 9999999999},
+        "",
+        algorithm="none",
+        headers={"kid": key.kid},
+    )
+
+    assert jwt_header(unsigned) is not None
+    assert_refused(unsigned)
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_refuses_hs256_even_when_configured(
+    settings: Settings, key: SigningKey
+) -> None:
+    """HS256 keyed with the public key's bytes (algorithm confusion)."""
+    settings.BETTER_AUTH_JWT_ALGORITHMS = [
+        *settings.BETTER_AUTH_JWT_ALGORITHMS,
+        "HS256",
+    ]
+    secret = key.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
+    claims = {"sub": USER_ID, "iss": ISSUER, "aud": AUDIENCE, "exp": 9999999999}
+    signing_input = ".".join(
+        base64url_encode(json.dumps(part).encode()).decode()
+        for part in (header, claims)
+    )
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{base64url_encode(signature).decode()}"
+
+    assert_refused(token)
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_refuses_an_algorithm_not_configured(
+    settings: Settings, key: SigningKey
+) -> None:
+    settings.BETTER_AUTH_JWT_ALGORITHMS = ["ES256"]
+
+    assert_refused(key.sign())
+
+
+def test_authenticate_refuses_an_algorithm_the_key_is_not_for(
+    settings: Settings, jwks_server: JWKSServer
+) -> None:
+    """An RS256 key cannot verify a PS256 token, nor an EC key an EdDSA one."""
+    rsa_key = make_key("RS256")
+    ec_key = make_key("ES256")
+    jwks_server.publish(rsa_key, ec_key)
+    settings.BETTER_AUTH_JWKS_URL = jwks_server.url
+    settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+    settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+    pss = jwt.encode(
+        {"sub": USER_ID, "iss": ISSUER, "aud": AUDIENCE, "exp": 9999999999},
+        rsa_key.private,
+        algorithm="PS256",
+        headers={"kid": rsa_key.kid},
+    )
+    ed = make_key("EdDSA")
+    ed.kid = ec_key.kid
+
+    assert_refused(pss)
+    assert_refused(ed.sign())
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_authenticate_refuses_a_token_without_kid(key: SigningKey) -> None:
+    token = jwt.encode(
+        {"sub": USER_ID, "iss": ISSUER, "aud": AUDIENCE, "exp": 9999999999},
+        key.private,
+        algorithm="EdDSA",
+    )
+
+    assert_refused(token)
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_refused_jwt_is_401_with_www_authenticate(key: SigningKey) -> None:
+    client = jwt_client(key.sign(exp=int(time.time()) - 1))
+
+    response = client.get(reverse("conversations:conversation-latest", args=[USER_ID]))
+
+    assert response.status_code == 401
+    assert response.json() == INVALID_TOKEN
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_refused_jwt_is_not_logged(
+    key: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = key.sign(aud="https://other.example.com")
+
+    with caplog.at_level(logging.DEBUG, logger="conversations.jwt"):
+        assert_refused(token)
+
+    assert caplog.records
+    assert token not in caplog.text
+    assert token.split(".")[2] not in caplog.text
+
+
+# Key rotation: unknown kid
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_an_unknown_kid_fetches_the_keys_again(
+    key: SigningKey, jwks_server: JWKSServer, clock: Clock
+) -> None:
+    authenticate(key.sign())
+    rotated = make_key("EdDSA")
+    jwks_server.publish(key, rotated)
+    clock.advance(REFETCH_MIN_SECONDS)
+
+    result = authenticate(rotated.sign())
+
+    assert result is not None
+    assert jwks_server.requests == 2
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_unknown_kids_refetch_at_most_once_per_interval(
+    key: SigningKey, jwks_server: JWKSServer, clock: Clock
+) -> None:
+    authenticate(key.sign())
+    clock.advance(REFETCH_MIN_SECONDS)
+
+    for _ in range(20):
+        stranger = make_key("EdDSA")
+        assert_refused(stranger.sign())
+        clock.advance(1)
+
+    assert jwks_server.requests == 2
+    clock.advance(REFETCH_MIN_SECONDS)
+    assert_refused(make_key("EdDSA").sign())
+    assert jwks_server.requests == 3
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_keys_are_fetched_again_after_the_cache_ttl(
+    settings: Settings, key: SigningKey, jwks_server: JWKSServer, clock: Clock
+) -> None:
+    settings.BETTER_AUTH_JWKS_CACHE_SECONDS = 60
+    authenticate(key.sign())
+    clock.advance(59)
+    authenticate(key.sign())
+    assert jwks_server.requests == 1
+
+    jwks_server.publish()  # the key was withdrawn
+    clock.advance(1)
+
+    assert_refused(key.sign())
+    assert jwks_server.requests == 2
+
+
+# The JWKS endpoint down
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_jwks_down_without_cached_keys_is_503_jwks_unavailable(
+    key: SigningKey, jwks_server: JWKSServer
+) -> None:
+    jwks_server.status = 500
+
+    response = jwt_client(key.sign()).get(
+        reverse("conversations:conversation-latest", args=[USER_ID])
+    )
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "The keys to verify the token are unavailable; try again later.",
+        "code": "jwks_unavailable",
+    }
+    assert response["Retry-After"] == str(int(RETRY_AFTER_FAILURE_SECONDS))
+
+
+def test_jwks_unreachable_is_503(
+    settings: Settings, key: SigningKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A port nothing listens on: bound, then closed.
+    with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as server:
+        port = server.server_address[1]
+    settings.BETTER_AUTH_JWKS_URL = f"http://127.0.0.1:{port}/api/auth/jwks"
+    settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+    settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+
+    assert "Could not load the JWKS" in caplog.text
+    assert f"127.0.0.1:{port}" in caplog.text
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_jwks_down_retries_only_after_a_pause(
+    key: SigningKey, jwks_server: JWKSServer, clock: Clock
+) -> None:
+    jwks_server.status = 503
+    for _ in range(5):
+        with pytest.raises(JWKSUnavailable):
+            authenticate(key.sign())
+    assert jwks_server.requests == 1
+
+    jwks_server.status = 200
+    clock.advance(RETRY_AFTER_FAILURE_SECONDS)
+
+    assert authenticate(key.sign()) is not None
+    assert jwks_server.requests == 2
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_jwks_down_after_the_ttl_keeps_the_cached_keys(
+    settings: Settings, key: SigningKey, jwks_server: JWKSServer, clock: Clock
+) -> None:
+    settings.BETTER_AUTH_JWKS_CACHE_SECONDS = 60
+    authenticate(key.sign())
+    jwks_server.status = 500
+    clock.advance(61)
+
+    result = authenticate(key.sign())
+
+    assert result is not None
+    assert jwks_server.requests == 2
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_jwks_that_is_not_a_key_set_is_503(
+    key: SigningKey, jwks_server: JWKSServer
+) -> None:
+    jwks_server.keys = "not a list"  # type: ignore[assignment]
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+
+
+def test_a_jwks_url_that_is_not_http_is_503(
+    settings: Settings, key: SigningKey, tmp_path: Any
+) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [key.public_jwk]}))
+    settings.BETTER_AUTH_JWKS_URL = path.as_uri()
+    settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+    settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+
+
+# Table mode: Better Auth's jwks table
+
+
+@pytest.fixture
+def jwks_table(settings: Settings) -> str:
+    """A table shaped like the JWT plugin's `jwks`, and JWT mode reading it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'CREATE TABLE "{TABLE}" (id TEXT PRIMARY KEY, "publicKey" TEXT NOT NULL,'
+            ' "privateKey" TEXT NOT NULL, "createdAt" TIMESTAMP NOT NULL,'
+            ' "expiresAt" TIMESTAMP NULL, alg TEXT NULL, crv TEXT NULL)'
+        )
+    settings.BETTER_AUTH_JWKS_TABLE = TABLE
+    settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+    settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+    return TABLE
+
+
+def store_key(table: str, key: SigningKey) -> None:
+    """A row as the plugin writes it: publicKey has neither kid nor alg."""
+    public = {n: v for n, v in key.public_jwk.items() if n not in ("kid", "alg")}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" (id, "publicKey", "privateKey", "createdAt", alg)'  # noqa: S608
+            " VALUES (%s, %s, %s, CURRENT_TIMESTAMP, %s)",
+            [key.kid, json.dumps(public), '{"encrypted": "..."}', key.alg],
+        )
+
+
+def test_table_mode_verifies_with_the_stored_key(
+    jwks_table: str, key: SigningKey
+) -> None:
+    store_key(jwks_table, key)
+
+    result = authenticate(key.sign())
+
+    assert result is not None
+    assert result[0].id == USER_ID
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_table_mode_infers_the_algorithm_from_the_key(
+    jwks_table: str, alg: str
+) -> None:
+    signing = make_key(alg)
+    store_key(jwks_table, signing)
+
+    assert authenticate(signing.sign()) is not None
+
+
+def test_table_mode_caches_the_keys(
+    jwks_table: str,
+    key: SigningKey,
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    store_key(jwks_table, key)
+    with CaptureQueriesContext(connection) as first:
+        authenticate(key.sign())
+    reads = [q["sql"] for q in first.captured_queries if "SELECT" in q["sql"]]
+    assert reads == [f'SELECT id, "publicKey" FROM "{jwks_table}"']  # noqa: S608
+
+    with django_assert_num_queries(0):
+        result = authenticate(key.sign())
+
+    assert result is not None
+
+
+def test_table_mode_finds_a_new_key_by_its_kid(
+    jwks_table: str, key: SigningKey, clock: Clock
+) -> None:
+    store_key(jwks_table, key)
+    authenticate(key.sign())
+    rotated = make_key("EdDSA")
+    store_key(jwks_table, rotated)
+    clock.advance(REFETCH_MIN_SECONDS)
+
+    assert authenticate(rotated.sign()) is not None
+
+
+def test_table_mode_refuses_a_key_not_in_the_table(
+    jwks_table: str, key: SigningKey
+) -> None:
+    store_key(jwks_table, make_key("EdDSA"))
+
+    assert_refused(key.sign())
+
+
+def test_table_mode_without_the_table_is_503(
+    settings: Settings, key: SigningKey
+) -> None:
+    settings.BETTER_AUTH_JWKS_TABLE = "no_such_jwks_table"
+    settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+    settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+
+    response = jwt_client(key.sign()).get(
+        reverse("conversations:conversation-latest", args=[USER_ID])
+    )
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "jwks_unavailable"
+
+
+def test_changing_the_source_forgets_the_cached_keys(
+    settings: Settings, jwks_server: JWKSServer, jwks_table: str, key: SigningKey
+) -> None:
+    store_key(jwks_table, key)
+    assert authenticate(key.sign()) is not None
+
+    jwks_server.publish()
+    settings.BETTER_AUTH_JWKS_URL = jwks_server.url
+
+    assert_refused(key.sign())
