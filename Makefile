@@ -39,4 +39,4 @@ check: $(VENV)/.dev
 	DJANGO_SETTINGS_MODULE=chatapi.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache interop/better-auth/node_modules
