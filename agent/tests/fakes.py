@@ -120,3 +120,24 @@ class ProbeAgent:
         except Exception as exc:
             self.outcome.append(exc)
         return AgentReply(content="probed")
+
+
+class PacedEchoAgent:
+    """Answers "echo: <message>" with one tool call, after a pause.
+
+    The pause is `slow_delay` seconds for a message starting with "slow",
+    `delay` otherwise. Keeps no state, so every worker of a server started
+    by a test (chatapi/tests/system) behaves alike.
+    """
+
+    delay: ClassVar[float] = 0.2
+    slow_delay: ClassVar[float] = 3.0
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        time.sleep(self.slow_delay if message.startswith("slow") else self.delay)
+        return AgentReply(
+            content=f"echo: {message}",
+            tool_calls=(ToolCall("echo", {"message": message}, {"ok": True}),),
+        )
