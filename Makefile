@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint check clean
+.PHONY: run test lint check clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ lint: $(VENV)/.dev
 check: $(VENV)/.dev
 	DJANGO_SETTINGS_MODULE=chatapi.test_settings $(BIN)/python manage.py check
 	DJANGO_SETTINGS_MODULE=chatapi.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
+
+## bench: our API against a raw-psycopg ceiling (PostgreSQL on 127.0.0.1,
+## Debian's wrk); writes docs/PERFORMANCE.md. BENCH_ARGS=--long adds the
+## 100 000-request memory run.
+bench: $(VENV)/.runtime
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache interop/better-auth/node_modules
