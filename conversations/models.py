@@ -25,6 +25,9 @@ class Conversation(models.Model):
                 fields=["owner_id", "-updated_at", "-id"],
                 name="conv_owner_updated_idx",
             ),
+            # The admin's changelist, newest first, on any number of rows.
+            models.Index(fields=["created_at", "id"], name="conv_created_idx"),
+            models.Index(fields=["updated_at", "id"], name="conv_updated_idx"),
         ]
 
     def __str__(self) -> str:
@@ -64,6 +67,10 @@ class Message(models.Model):
     class Meta:
         db_table = "messages"
         ordering = ["conversation", "sequence"]
+        indexes = [
+            # The admin's changelist, newest first.
+            models.Index(fields=["created_at", "id"], name="msg_created_idx"),
+        ]
         constraints = [
             # Also the index for paging a conversation by sequence.
             models.UniqueConstraint(
@@ -108,6 +115,20 @@ class ToolCall(models.Model):
     class Meta:
         db_table = "tool_calls"
         ordering = ["message", "position"]
+        indexes = [
+            # The admin's changelist, newest first: all calls, one tool's,
+            # and the failures (a small partial index).
+            models.Index(fields=["created_at", "id"], name="toolcall_created_idx"),
+            models.Index(
+                fields=["tool_name", "created_at", "id"],
+                name="toolcall_name_created_idx",
+            ),
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(status=ToolCallStatus.ERROR),
+                name="toolcall_error_created_idx",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["message", "position"], name="toolcall_msg_position_uniq"

@@ -1,0 +1,287 @@
+"""Data requests: export_user_data and delete_user_data, for one user found
+by id or email; unknown users fail with a clear error and change nothing."""
+
+import json
+import os
+import stat
+from io import StringIO
+from pathlib import Path
+
+from django.core.management import CommandError, call_command
+
+import pytest
+
+from conversations.models import (
+    BetterAuthSession,
+    BetterAuthUser,
+    Conversation,
+    Message,
+    ToolCall,
+)
+from conversations.tests.factories import (
+    BetterAuthSessionFactory,
+    BetterAuthUserFactory,
+    ConversationFactory,
+    MessageFactory,
+    ToolCallFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def user_with_data() -> tuple[BetterAuthUser, list[Conversation]]:
+    """A user (with a session) with two conversations, one with a tool call."""
+    user = BetterAuthSessionFactory.create(user__email="hana@example.com").user
+    first = ConversationFactory.create(owner_id=user.id)
+    question = MessageFactory.create(conversation=first, content="add tea")
+    answer = MessageFactory.create(
+        conversation=first,
+        role=Message.Role.ASSISTANT,
+        content="Added “tea”.",
+        reply_to=question,
+    )
+    ToolCallFactory.create(
+        message=answer,
+        tool_name="add_task",
+        parameters={"title": "tea"},
+        result={"task_id": "9"},
+    )
+    second = ConversationFactory.create(owner_id=user.id)
+    MessageFactory.create(conversation=second, content="hello")
+    return user, [first, second]
+
+
+def someone_else() -> ToolCall:
+    return ToolCallFactory.create(
+        message__conversation__owner_id=BetterAuthUserFactory.create().id
+    )
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def failure(*args: str) -> CommandError:
+    """The error `manage.py <args>` prints, as "CommandError: <message>" on
+    stderr, before exiting with its `returncode`."""
+    with pytest.raises(CommandError) as failed:
+        run(*args)
+    return failed.value
+
+
+def table_counts() -> tuple[int, ...]:
+    return (
+        Conversation.objects.count(),
+        Message.objects.count(),
+        ToolCall.objects.count(),
+        BetterAuthUser.objects.count(),
+        BetterAuthSession.objects.count(),
+    )
+
+
+# export_user_data
+
+
+def test_export_has_every_conversation_message_and_tool_call_in_order() -> None:
+    user, (first, second) = user_with_data()
+    someone_else()
+
+    data = json.loads(run("export_user_data", user.id))
+
+    assert data["owner_id"] == user.id
+    assert data["user"] == {"id": user.id, "email": user.email, "name": user.name}
+    assert [c["id"] for c in data["conversations"]] == [str(first.id), str(second.id)]
+    question, answer = data["conversations"][0]["messages"]
+    assert (question["sequence"], question["role"], question["content"]) == (
+        1,
+        "user",
+        "add tea",
+    )
+    assert answer["reply_to_id"] == question["id"]
+    assert answer["content"] == "Added “tea”."
+    (call,) = answer["tool_calls"]
+    assert call["tool_name"] == "add_task"
+    assert call["parameters"] == {"title": "tea"}
+    assert call["result"] == {"task_id": "9"}
+    assert call["status"] == "success"
+    assert call["created_at"].endswith("Z")
+    assert [m["content"] for m in data["conversations"][1]["messages"]] == ["hello"]
+
+
+def test_export_by_email_equals_export_by_id() -> None:
+    user, _ = user_with_data()
+
+    by_id = json.loads(run("export_user_data", user.id))
+    by_email = json.loads(run("export_user_data", "HANA@example.com"))
+
+    by_id.pop("exported_at")
+    by_email.pop("exported_at")
+    assert by_email == by_id
+
+
+def test_export_of_a_user_without_data_is_empty() -> None:
+    user = BetterAuthUserFactory.create()
+    someone_else()
+
+    data = json.loads(run("export_user_data", user.email))
+
+    assert data["conversations"] == []
+    assert data["user"]["id"] == user.id
+
+
+def test_export_of_an_id_whose_better_auth_user_is_gone() -> None:
+    conversation = ConversationFactory.create(owner_id="deleted-account")
+
+    data = json.loads(run("export_user_data", "deleted-account"))
+
+    assert data["user"] is None
+    assert [c["id"] for c in data["conversations"]] == [str(conversation.id)]
+
+
+def test_export_to_a_file_readable_by_its_owner_only(tmp_path: Path) -> None:
+    user, _ = user_with_data()
+    path = tmp_path / "export.json"
+
+    stdout = run("export_user_data", user.id, "--output", str(path))
+
+    assert stdout == ""
+    assert len(json.loads(path.read_text(encoding="utf-8"))["conversations"]) == 2
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_export_refuses_to_overwrite_a_file(tmp_path: Path) -> None:
+    user, _ = user_with_data()
+    path = tmp_path / "export.json"
+    path.write_text("keep me")
+
+    with pytest.raises(CommandError, match="already exists"):
+        run("export_user_data", user.id, "-o", str(path))
+
+    assert path.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("user", ["nobody@example.com", "no-such-user"])
+def test_export_of_an_unknown_user_fails_clearly(user: str) -> None:
+    user_with_data()
+
+    error = failure("export_user_data", user)
+
+    assert error.returncode == 1
+    assert user in str(error)
+    assert "Better Auth user" in str(error)
+
+
+# delete_user_data
+
+
+def test_delete_dry_run_prints_what_would_go_and_deletes_nothing() -> None:
+    user, (first, second) = user_with_data()
+    before = table_counts()
+
+    out = run("delete_user_data", user.email, "--dry-run")
+
+    assert f"Would delete for user {user.id} <{user.email}>" in out
+    assert "2 conversation(s), 3 message(s), 1 tool call(s)" in out
+    assert str(first.id) in out
+    assert str(second.id) in out
+    assert table_counts() == before
+
+
+def test_delete_without_confirmation_fails_and_deletes_nothing() -> None:
+    user, _ = user_with_data()
+    before = table_counts()
+
+    error = failure("delete_user_data", user.id)
+
+    assert error.returncode == 1
+    assert "--yes" in str(error)
+    assert table_counts() == before
+
+
+def test_delete_removes_the_users_data_only() -> None:
+    user, _ = user_with_data()
+    other = someone_else()
+
+    out = run("delete_user_data", user.id, "--yes")
+
+    assert "2 conversation(s), 3 message(s), 1 tool call(s)" in out
+    assert not Conversation.objects.filter(owner_id=user.id).exists()
+    assert not Message.objects.filter(conversation__owner_id=user.id).exists()
+    assert list(ToolCall.objects.all()) == [other]
+    assert Message.objects.count() == 1
+    # Better Auth's rows are not ours to delete.
+    assert BetterAuthUser.objects.filter(pk=user.id).exists()
+    assert BetterAuthSession.objects.filter(user_id=user.id).count() == 1
+
+
+def test_delete_by_email() -> None:
+    user, _ = user_with_data()
+
+    run("delete_user_data", "hana@example.com", "--yes")
+
+    assert not Conversation.objects.filter(owner_id=user.id).exists()
+
+
+def test_delete_of_an_id_whose_better_auth_user_is_gone() -> None:
+    MessageFactory.create(conversation__owner_id="deleted-account")
+
+    out = run("delete_user_data", "deleted-account", "--yes")
+
+    assert "1 conversation(s), 1 message(s), 0 tool call(s)" in out
+    assert not Conversation.objects.exists()
+
+
+def test_delete_of_a_user_without_data_deletes_nothing() -> None:
+    user = BetterAuthUserFactory.create()
+    someone_else()
+    before = table_counts()
+
+    out = run("delete_user_data", user.id, "--yes")
+
+    assert "0 conversation(s), 0 message(s), 0 tool call(s)" in out
+    assert table_counts() == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("nobody@example.com", "--yes"),
+        ("no-such-user", "--yes"),
+        ("no-such-user", "--dry-run"),
+    ],
+)
+def test_delete_of_an_unknown_user_fails_and_deletes_nothing(
+    args: tuple[str, ...],
+) -> None:
+    user_with_data()
+    someone_else()
+    before = table_counts()
+
+    error = failure("delete_user_data", *args)
+
+    assert error.returncode == 1
+    assert args[0] in str(error)
+    assert table_counts() == before
+
+
+def test_delete_dry_run_and_yes_do_not_go_together() -> None:
+    user, _ = user_with_data()
+    before = table_counts()
+
+    error = failure("delete_user_data", user.id, "--dry-run", "--yes")
+
+    assert "not allowed with argument" in str(error)
+    assert table_counts() == before
+
+
+def test_export_then_delete_round_trip_leaves_nothing_to_export() -> None:
+    user, _ = user_with_data()
+    assert len(json.loads(run("export_user_data", user.id))["conversations"]) == 2
+
+    run("delete_user_data", user.id, "--yes")
+
+    data = json.loads(run("export_user_data", user.id))
+    assert set(data) == {"owner_id", "user", "exported_at", "conversations"}
+    assert data["conversations"] == []
