@@ -13,4 +13,6 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # worker being killed mid-request.
 timeout = int(float(os.environ.get("AGENT_TIMEOUT_SECONDS", "30"))) + 30
 graceful_timeout = timeout
-accesslog = "-"
+# No gunicorn access log: the app writes one JSON line per request
+# (chatapi.middleware.RequestLogMiddleware), with its request id and user.
+accesslog = None

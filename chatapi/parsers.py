@@ -39,4 +39,11 @@ class LimitedJSONParser(parsers.JSONParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise RequestTooLarge()
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+        try:
+            return super().parse(io.BytesIO(body), media_type, parser_context)
+        except RecursionError:
+            # The json module raises this, not ValueError, for deep nesting
+            # ([[[…]]] a few thousand levels down): a client error, not a 500.
+            raise exceptions.ParseError(
+                "JSON parse error - nested too deeply."
+            ) from None

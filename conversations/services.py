@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agent.backends.base import AgentReply
+from agent.exceptions import AgentError
 from agent.runner import agent_reply_generate
 from chatapi.exceptions import NotFoundError
 from conversations.models import Conversation, Message, ToolCall
@@ -56,7 +57,27 @@ def chat_message_send(
         limit=settings.AGENT_CONTEXT_MESSAGES,
     )
     # No transaction is open here: the agent may take seconds.
-    reply = agent_reply_generate(user_id=owner_id, message=content, history=history)
+    try:
+        reply = agent_reply_generate(user_id=owner_id, message=content, history=history)
+    except AgentError as exc:
+        # agent.runner logged the cause with its traceback; this line ties it
+        # to the conversation. The message itself is user data: not logged.
+        cause = exc.__cause__
+        logger.warning(
+            "Agent gave no reply in conversation %s of user %s: %s (%s)",
+            user_message.conversation_id,
+            owner_id,
+            exc.code,
+            repr(cause) if cause is not None else exc.detail,
+            extra={
+                "conversation_id": str(user_message.conversation_id),
+                "user_id": owner_id,
+                "user_message_id": str(user_message.id),
+                "error": exc.code,
+                "cause": type(cause).__name__ if cause is not None else None,
+            },
+        )
+        raise
     return message_assistant_create(user_message=user_message, reply=reply)
 
 
