@@ -4,6 +4,7 @@ The JWKS endpoint is a real HTTP server on 127.0.0.1; the table mode reads
 a real table. Only the cache's clock is moved, instead of waiting.
 """
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -74,7 +75,15 @@ class SigningKey:
             "emailVerified": False,
             **claims,
         }
-        payload = {name: value for name, value in payload.items() if value is not None}
+        # A timedelta is relative to now, when the token is signed (not when
+        # the tests are collected, which can be minutes earlier).
+        payload = {
+            name: now + int(value.total_seconds())
+            if isinstance(value, dt.timedelta)
+            else value
+            for name, value in payload.items()
+            if value is not None
+        }
         return jwt.encode(payload, self.private, self.alg, headers={"kid": self.kid})
 
 
@@ -339,13 +348,13 @@ def test_a_warm_cache_costs_no_query_and_no_fetch(
 @pytest.mark.parametrize(
     "claims",
     [
-        pytest.param({"exp": int(time.time()) - 1}, id="expired"),
+        pytest.param({"exp": dt.timedelta(seconds=-1)}, id="expired"),
         pytest.param({"exp": None}, id="no-exp"),
         pytest.param({"iss": "https://evil.example.com"}, id="other-iss"),
         pytest.param({"iss": None}, id="no-iss"),
         pytest.param({"aud": "https://other.example.com"}, id="other-aud"),
         pytest.param({"aud": None}, id="no-aud"),
-        pytest.param({"nbf": int(time.time()) + 60}, id="not-yet-valid"),
+        pytest.param({"nbf": dt.timedelta(seconds=60)}, id="not-yet-valid"),
         pytest.param({"sub": None}, id="no-sub"),
         pytest.param({"sub": ""}, id="empty-sub"),
     ],
