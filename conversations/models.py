@@ -193,3 +193,32 @@ class BetterAuthSession(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.id} of {self.user_id}"
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` a user sent with POST chat, and the response its
+    repeats get (conversations.idempotency)."""
+
+    owner_id = models.TextField()
+    key = models.CharField(max_length=255)
+    # sha256 of the request (user, message, conversation id).
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    # Both null while the first request runs.
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        db_table = "idempotency_keys"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner_id", "key"], name="idempotency_owner_key_uniq"
+            ),
+        ]
+        indexes = [
+            # Purging expired keys.
+            models.Index(fields=["created_at"], name="idempotency_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.owner_id}"

@@ -6,12 +6,23 @@ from typing import Any
 
 from django.conf import settings
 
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agent.exceptions import AgentError
+from chatapi import schema
 from chatapi.exceptions import NotFoundError
+from conversations.idempotency import (
+    StoredResponse,
+    idempotency_key_claim,
+    idempotency_key_finish,
+    idempotency_key_release,
+    idempotency_key_valid,
+    request_fingerprint,
+)
 from conversations.selectors import conversation_latest_for_owner, message_page
 from conversations.serializers import (
     MessageOutputSerializer,
@@ -39,6 +50,7 @@ def owner_from_path(request: Request, user_id: str) -> str:
 class ChatView(APIView):
     throttle_scope = "chat"
 
+    @extend_schema_serializer(component_name="ChatRequest")
     class InputSerializer(serializers.Serializer):
         # Stored exactly as sent: no trimming. DRF's CharField already
         # refuses NUL characters and lone surrogates (neither can be stored).
@@ -58,26 +70,76 @@ class ChatView(APIView):
                 )
             return value
 
+    @extend_schema(
+        operation_id="chat_send",
+        summary="Send a message; get the assistant's reply",
+        description=schema.CHAT_DESCRIPTION,
+        tags=["chat"],
+        request=InputSerializer,
+        parameters=[
+            schema.user_id_parameter(),
+            schema.idempotency_key_parameter(),
+            *schema.response_headers(replayable=(200, 502, 504)),
+        ],
+        responses={
+            200: schema.CHAT_OK,
+            **schema.error_responses(
+                400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504
+            ),
+        },
+    )
     def post(self, request: Request, user_id: str) -> Response:
         owner_id = owner_from_path(request, user_id)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            key = idempotency_key_valid(key)
         payload = self.InputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        exchange = chat_message_send(
+        message = payload.validated_data["message"]
+        conversation_id = payload.validated_data.get("conversation_id")
+        if key is None:
+            return Response(self.send(owner_id, message, conversation_id))
+
+        claim = idempotency_key_claim(
             owner_id=owner_id,
-            content=payload.validated_data["message"],
-            conversation_id=payload.validated_data.get("conversation_id"),
+            key=key,
+            fingerprint=request_fingerprint(
+                owner_id=owner_id, message=message, conversation_id=conversation_id
+            ),
         )
-        return Response(
-            {
-                "conversation_id": str(exchange.conversation_id),
-                "response": exchange.assistant_message.content,
-                "user_message_id": str(exchange.user_message.id),
-                "assistant_message_id": str(exchange.assistant_message.id),
-                "tool_calls": ToolCallOutputSerializer(
-                    exchange.tool_calls, many=True
-                ).data,
-            }
+        if isinstance(claim, StoredResponse):
+            return Response(
+                claim.body, status=claim.status, headers={"Idempotent-Replayed": "true"}
+            )
+        try:
+            body = self.send(owner_id, message, conversation_id)
+        except AgentError as exc:
+            # The user's message is stored: a repeat must not store it again.
+            idempotency_key_finish(
+                claim,
+                status=exc.status_code,
+                body={"detail": exc.detail, "code": exc.code},
+            )
+            raise
+        except BaseException:
+            idempotency_key_release(claim)
+            raise
+        idempotency_key_finish(claim, status=200, body=body)
+        return Response(body)
+
+    def send(
+        self, owner_id: str, message: str, conversation_id: uuid.UUID | None
+    ) -> dict[str, Any]:
+        exchange = chat_message_send(
+            owner_id=owner_id, content=message, conversation_id=conversation_id
         )
+        return {
+            "conversation_id": str(exchange.conversation_id),
+            "response": exchange.assistant_message.content,
+            "user_message_id": str(exchange.user_message.id),
+            "assistant_message_id": str(exchange.assistant_message.id),
+            "tool_calls": ToolCallOutputSerializer(exchange.tool_calls, many=True).data,
+        }
 
 
 class ConversationLatestView(APIView):
@@ -88,6 +150,17 @@ class ConversationLatestView(APIView):
         created_at = serializers.DateTimeField()
         updated_at = serializers.DateTimeField()
 
+    @extend_schema(
+        operation_id="conversation_latest",
+        summary="The user's most recently updated conversation",
+        description=schema.CONVERSATION_LATEST_DESCRIPTION,
+        tags=["conversations"],
+        parameters=[schema.user_id_parameter(), *schema.response_headers()],
+        responses={
+            200: schema.CONVERSATION_LATEST_OK,
+            **schema.error_responses(401, 404, 429, 503),
+        },
+    )
     def get(self, request: Request, user_id: str) -> Response:
         owner_id = owner_from_path(request, user_id)
         conversation = conversation_latest_for_owner(owner_id=owner_id)
@@ -107,6 +180,22 @@ class MessageListView(APIView):
         )
         before = StrictUUIDField(required=False)
 
+    @extend_schema(
+        operation_id="message_list",
+        summary="A page of a conversation's messages, oldest first",
+        description=schema.MESSAGE_LIST_DESCRIPTION,
+        tags=["conversations"],
+        parameters=[
+            schema.user_id_parameter(),
+            schema.conversation_id_parameter(),
+            *schema.page_parameters(default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE),
+            *schema.response_headers(),
+        ],
+        responses={
+            200: schema.MESSAGE_LIST_OK,
+            **schema.error_responses(400, 401, 404, 429, 503),
+        },
+    )
     def get(self, request: Request, user_id: str, conversation_id: str) -> Response:
         owner_id = owner_from_path(request, user_id)
         try:
