@@ -3,10 +3,13 @@
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from chatapi import schema
 
 
 class HealthView(APIView):
@@ -16,6 +19,13 @@ class HealthView(APIView):
     permission_classes = (AllowAny,)
     throttle_classes = ()
 
+    @extend_schema(
+        operation_id="healthz",
+        summary="Liveness probe",
+        description=schema.HEALTH_DESCRIPTION,
+        tags=["health"],
+        responses={200: schema.HEALTH_OK},
+    )
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
@@ -30,6 +40,13 @@ class ReadyView(HealthView):
 
     migrated = False
 
+    @extend_schema(
+        operation_id="readyz",
+        summary="Readiness probe",
+        description=schema.READY_DESCRIPTION,
+        tags=["health"],
+        responses={200: schema.READY_OK, 503: schema.READY_UNAVAILABLE},
+    )
     def get(self, request: Request) -> Response:
         try:
             with connection.cursor() as cursor:

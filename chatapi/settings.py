@@ -283,10 +283,30 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Todo assistant chat API",
     "VERSION": "1.0.0",
+    "DESCRIPTION": (
+        "The chat API of the todo app's assistant. Every request is "
+        "authenticated with the user's Better Auth session (bearer token or "
+        "session cookie; a JWT in stateless mode). Bodies are JSON; every "
+        "error is `{detail, code[, errors]}`. Paths are canonical without a "
+        "trailing slash; the same path with one is served too."
+    ),
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page are public and touch no database.
+    "SERVE_AUTHENTICATION": [],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["chatapi.schema.preprocess_canonical_paths"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chatapi.schema.postprocess_chat_request",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "MessageRoleEnum": "conversations.models.MessageRole",
+        "ToolCallStatusEnum": "conversations.models.ToolCallStatus",
+        "HealthStatusEnum": ["ok"],
+        "ReadyStatusEnum": ["ready"],
+    },
 }
 
 # Better Auth (the frontend's auth library) owns these tables; this project

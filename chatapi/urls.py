@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
 from chatapi.health import HealthView, ReadyView
 
 urlpatterns = [
@@ -8,6 +10,10 @@ urlpatterns = [
     path("readyz", ReadyView.as_view(), name="readyz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("conversations.urls")),
+    # The OpenAPI schema (JSON with ?format=json, YAML otherwise) and its
+    # docs page, whose assets are served from the sidecar package.
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
 handler400 = "chatapi.views.bad_request"
