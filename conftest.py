@@ -4,8 +4,11 @@ from django.core.cache import cache
 from django.db import connection
 
 import pytest
+from rest_framework.test import APIClient
 
 from conversations.better_auth import better_auth_tables_ensure
+from conversations.models import BetterAuthSession
+from conversations.tests.factories import BetterAuthSessionFactory
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +44,17 @@ def _postgresql_when_asked(django_db_setup, django_db_blocker):
 def _empty_cache():
     """Rate-limit counters live in the cache: every test starts with none."""
     cache.clear()
+
+
+@pytest.fixture
+def session() -> BetterAuthSession:
+    """A valid Better Auth session (and its user)."""
+    return BetterAuthSessionFactory.create()
+
+
+@pytest.fixture
+def api(session: BetterAuthSession) -> APIClient:
+    """A client sending `session`'s raw token as a bearer token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
+    return client

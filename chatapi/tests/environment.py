@@ -1,6 +1,10 @@
 """Tests that need something outside Python (Node.js, Chromium, Redis)."""
 
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,3 +15,41 @@ def unavailable(reason: str, *, required_by: str) -> None:
     if os.environ.get(required_by):
         pytest.fail(f"{reason} ({required_by} is set)", pytrace=False)
     pytest.skip(reason)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_example_names() -> list[str]:
+    """Every variable `.env.example` names, set or commented out."""
+    example = (ROOT / ".env.example").read_text()
+    return re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, re.MULTILINE)
+
+
+def run_python(
+    args: list[str], **variables: str | None
+) -> subprocess.CompletedProcess[str]:
+    """`python <args>` in the project root, with the production settings
+    and exactly `variables` of the app's configuration.
+
+    Every variable of `.env.example` is blanked first rather than removed:
+    load_dotenv never overrides a variable that is set, even to "", so a
+    developer's environment or `.env` cannot leak in. A variable given as
+    None is removed instead (then `.env` may set it).
+    """
+    env = {**os.environ, **dict.fromkeys(env_example_names(), "")}
+    env["DJANGO_SETTINGS_MODULE"] = "chatapi.settings"  # not the tests' own
+    for name, value in variables.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(  # noqa: S603 (this interpreter, the tests' arguments)
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -2,15 +2,11 @@
 documents: no issue at all. Under the defaults (plain HTTP behind a TLS
 router) it warns, which shows the check is really looking."""
 
-import os
 import re
 import secrets
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PREFIXES = ("DJANGO_", "BETTER_AUTH_", "DATABASE_", "FRONTEND_", "REDIS_", "RATE_")
+from chatapi.tests.environment import ROOT, run_python
 
 
 def production_environment() -> dict[str, str]:
@@ -28,25 +24,9 @@ def production_environment() -> dict[str, str]:
 
 
 def check_deploy(variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
-    # Blank rather than absent: load_dotenv never overrides a set variable,
-    # so a developer's .env cannot leak in.
-    env.update(dict.fromkeys(_dotenv_names(), ""))
-    env.update(variables, DJANGO_SETTINGS_MODULE="chatapi.settings")
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return run_python(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **variables
     )
-
-
-def _dotenv_names() -> list[str]:
-    example = (ROOT / ".env.example").read_text()
-    return re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, re.M)
 
 
 def test_documented_production_environment_passes_check_deploy() -> None:

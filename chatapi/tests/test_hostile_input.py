@@ -20,7 +20,6 @@ from rest_framework.test import APIClient
 
 from conversations.models import BetterAuthSession, Conversation, Message, ToolCall
 from conversations.tests.factories import (
-    BetterAuthSessionFactory,
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,
@@ -31,11 +30,6 @@ pytestmark = pytest.mark.django_db
 DEPTH = 10_000
 HUGE_INT = b"9" * 5000  # over Python's 4300-digit limit for int("...")
 JSON = "application/json"
-
-
-@pytest.fixture
-def session() -> BetterAuthSession:
-    return BetterAuthSessionFactory.create()
 
 
 @pytest.fixture

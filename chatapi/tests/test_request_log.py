@@ -46,11 +46,6 @@ LATEST_ROUTE = "api/v1/users/<user_id>/conversations"
 
 
 @pytest.fixture
-def session() -> BetterAuthSession:
-    return BetterAuthSessionFactory.create()
-
-
-@pytest.fixture
 def api(session: BetterAuthSession) -> APIClient:
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")

@@ -6,44 +6,13 @@ environment, even an empty one, so a developer's `.env` cannot interfere.
 """
 
 import json
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-# Variables whose empty value the settings treat as absent.
-BLANKED = (
-    "DJANGO_SECRET_KEY",
-    "BETTER_AUTH_SECRET",
-    "DJANGO_DEBUG",
-    "DJANGO_SECURE_SSL_REDIRECT",
-    "DJANGO_SECURE_PROXY_SSL_HEADER",
-    "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE",
-    "BETTER_AUTH_REQUIRE_SIGNATURE",
-    "AGENT_TIMEOUT_SECONDS",
-    "AGENT_CONTEXT_MESSAGES",
-    "CHAT_MAX_MESSAGE_CHARS",
-    "DB_CONN_MAX_AGE",
-    "DB_CONNECT_TIMEOUT",
-    "DATABASE_POOLER",
-)
-PREFIXES = (
-    "DJANGO_",
-    "BETTER_AUTH_",
-    "AGENT_",
-    "CHAT_",
-    "DATABASE_",
-    "DB_",
-    "FRONTEND_",
-    "RATE_LIMIT_",
-    "REDIS_",
-)
+from chatapi.tests.environment import ROOT, run_python
 
 SCRIPT = """
 import json
@@ -90,27 +59,11 @@ SECRETS = {
 }
 
 
-def run_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(PREFIXES) and name != "LOG_LEVEL"
-    }
-    env.update(dict.fromkeys(BLANKED, ""))
-    env["DJANGO_SETTINGS_MODULE"] = "chatapi.settings"
-    env.update(overrides)
-    return subprocess.run(  # noqa: S603 (fixed interpreter and script)
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run_settings(**overrides: str | None) -> subprocess.CompletedProcess[str]:
+    return run_python(["-c", SCRIPT], **overrides)
 
 
-def loaded(**overrides: str) -> dict[str, Any]:
+def loaded(**overrides: str | None) -> dict[str, Any]:
     result = run_settings(**overrides)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -201,7 +154,7 @@ def test_settings_without_database_url_use_sqlite() -> None:
     ):
         pytest.skip(".env sets DATABASE_URL; the empty-value test covers this")
 
-    values = loaded(**SECRETS)
+    values = loaded(DATABASE_URL=None, **SECRETS)
 
     assert values["ENGINE"] == "django.db.backends.sqlite3"
 

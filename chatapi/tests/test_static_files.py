@@ -1,10 +1,7 @@
 """The admin's static files are served by the app itself (WhiteNoise) with
 debug off, through the whole middleware stack, without collectstatic."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from django.http import FileResponse
@@ -12,6 +9,8 @@ from django.test import Client
 
 import pytest
 from pytest_django import Settings
+
+from chatapi.tests.environment import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 CSS = "/static/admin/css/base.css"
@@ -61,24 +60,13 @@ def test_production_settings_serve_static_with_django_debug_0(tmp_path: Path) ->
         f"r = Client().get({CSS!r})\n"
         "print(settings.DEBUG, r.status_code, r['Content-Type'])\n"
     )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chatapi.settings",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "static-files-test-secret-key-" + "x" * 40,
-        "BETTER_AUTH_SECRET": "static-files-test-better-auth-secret",
-        "DJANGO_ALLOWED_HOSTS": "testserver",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.sqlite3'}",
-    }
-
-    result = subprocess.run(  # noqa: S603 (fixed interpreter and script)
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_python(
+        ["-c", script],
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="static-files-test-secret-key-" + "x" * 40,
+        BETTER_AUTH_SECRET="static-files-test-better-auth-secret",
+        DJANGO_ALLOWED_HOSTS="testserver",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
     )
 
     assert result.returncode == 0, result.stderr
