@@ -479,3 +479,32 @@ def postprocess_chat_request(
         "Another user's or an unknown conversation answers 404."
     )
     return result
+
+
+def postprocess_request_ids(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """`X-Request-ID` on every operation (chatapi.middleware): an optional
+    request header, and a response header on every answer."""
+    parameter = {
+        "in": "header",
+        "name": "X-Request-ID",
+        "required": False,
+        "description": (
+            "The client's id for this request, echoed back and logged; "
+            "replaced by a new id unless it is 1 to 200 printable ASCII "
+            "characters without spaces."
+        ),
+        "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
+    }
+    header = {
+        "description": "The request's id: the client's X-Request-ID or a new one.",
+        "schema": {"type": "string"},
+        "required": True,
+    }
+    for path in result["paths"].values():
+        for operation in path.values():
+            operation.setdefault("parameters", []).append(parameter)
+            for response in operation["responses"].values():
+                response.setdefault("headers", {})["X-Request-ID"] = header
+    return result

@@ -300,6 +300,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chatapi.schema.postprocess_chat_request",
+        "chatapi.schema.postprocess_request_ids",
     ],
     "ENUM_NAME_OVERRIDES": {
         "MessageRoleEnum": "conversations.models.MessageRole",

@@ -320,6 +320,7 @@ def test_schema_path_and_query_parameters(openapi: dict[str, Any]) -> None:
         ("path", "conversation_id"),
         ("query", "limit"),
         ("query", "before"),
+        ("header", "X-Request-ID"),
     }
     # Strings: any text reaches the view, which answers 404 for ids that
     # are not the user's (a malformed conversation id included), never 400.
@@ -792,3 +793,16 @@ def test_docs_page_and_its_assets_are_served_with_debug_off(
         content_type = kinds[url.rsplit(".", 1)[1]]
         assert response["Content-Type"].startswith(content_type), url
         assert b"".join(response.streaming_content)
+
+
+def test_schema_every_operation_takes_and_answers_a_request_id(
+    openapi: dict[str, Any],
+) -> None:
+    operations = [op for path in openapi["paths"].values() for op in path.values()]
+
+    for operation in operations:
+        headers = {(p["in"], p["name"]) for p in operation["parameters"]}
+        assert ("header", "X-Request-ID") in headers
+        for response in operation["responses"].values():
+            assert response["headers"]["X-Request-ID"]["required"] is True
+    assert len(operations) == 5
