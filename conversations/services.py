@@ -1,22 +1,35 @@
-"""Writes. The chat flow and its transaction boundaries live here."""
+"""Writes. The chat flow and its transaction boundaries live here.
 
+Each write of the chat flow is ONE statement, atomic on its own and run in
+autocommit: no BEGIN/COMMIT, no SAVEPOINT. On PostgreSQL, data-modifying
+CTEs: the UPDATE of the conversation takes its row lock and the next
+sequence number, the INSERTs use it (concurrent senders queue on the lock
+and get consecutive numbers). SQLite has no data-modifying CTEs: the same
+work is done by an INSTEAD OF trigger on the `chat_message_appends` view
+(migration 0004); SQLite runs one writer at a time.
+"""
+
+import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from agent.backends.base import AgentReply
+from agent.backends.base import AgentReply, HistoryMessage
 from agent.exceptions import AgentError
 from agent.runner import agent_reply_generate
 from chatapi.exceptions import NotFoundError
-from conversations.models import Conversation, Message, ToolCall
+from conversations.models import Message, ToolCall
 from conversations.selectors import message_history_for_agent
 
 logger = logging.getLogger(__name__)
+
+# Raised by the SQLite trigger of migration 0004.
+_SQLITE_NOT_FOUND = "chat_conversation_not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +48,8 @@ def chat_message_send(
 ) -> ChatExchange:
     """Store the user's message, ask the agent, store the agent's reply.
 
-    Three steps, never inside a caller's transaction (`durable=True` raises
-    RuntimeError if there is one):
+    Three steps, never inside a caller's transaction (RuntimeError if there
+    is one, before anything is written):
 
     1. commit the user's message (creating the conversation when
        `conversation_id` is None);
@@ -48,14 +61,17 @@ def chat_message_send(
     AgentError / AgentTimeoutError when the agent fails, in which case the
     user's message stays stored and nothing else is.
     """
+    _require_no_transaction()
     user_message = message_user_create(
         owner_id=owner_id, conversation_id=conversation_id, content=content
     )
-    history = message_history_for_agent(
-        conversation_id=user_message.conversation_id,
-        before_sequence=user_message.sequence,
-        limit=settings.AGENT_CONTEXT_MESSAGES,
-    )
+    history: list[HistoryMessage] = []
+    if user_message.sequence != 1:
+        user_message.sequence, history = message_history_for_agent(
+            conversation_id=user_message.conversation_id,
+            message_id=user_message.id,
+            limit=settings.AGENT_CONTEXT_MESSAGES,
+        )
     # No transaction is open here: the agent may take seconds.
     try:
         reply = agent_reply_generate(user_id=owner_id, message=content, history=history)
@@ -81,75 +97,59 @@ def chat_message_send(
     return message_assistant_create(user_message=user_message, reply=reply)
 
 
-@transaction.atomic(durable=True)
 def message_user_create(
     *, owner_id: str, conversation_id: uuid.UUID | None, content: str
 ) -> Message:
     """Commit a user message, in a new conversation when `conversation_id` is None.
 
-    The conversation row is locked while its next sequence number is taken,
-    so concurrent senders get consecutive numbers. Raises NotFoundError when
-    the owner has no such conversation; nothing is written then.
+    One statement. Raises NotFoundError when the owner has no such
+    conversation; nothing is written then. The returned message's `sequence`
+    is 1 in a new conversation; otherwise it is known on PostgreSQL and 0
+    (unknown) on SQLite until message_history_for_agent reads it.
     """
+    _require_no_transaction()
     now = timezone.now()
-    if conversation_id is None:
-        conversation = Conversation.objects.create(
-            owner_id=owner_id, last_sequence=1, created_at=now, updated_at=now
-        )
-        sequence = 1
-    else:
-        locked = (
-            Conversation.objects.select_for_update()
-            .filter(pk=conversation_id, owner_id=owner_id)
-            .only("pk", "last_sequence")
-            .first()
-        )
-        if locked is None:
-            raise NotFoundError()
-        conversation = locked
-        sequence = _take_sequence(conversation, now=now)
-    return Message.objects.create(
-        conversation=conversation,
-        sequence=sequence,
+    message = Message(
+        id=uuid.uuid4(),
+        conversation_id=conversation_id or uuid.uuid4(),
+        sequence=1 if conversation_id is None else 0,
         role=Message.Role.USER,
         content=content,
         created_at=now,
     )
+    sequence = _message_append(
+        message, owner_id=owner_id, new_conversation=conversation_id is None
+    )
+    if sequence is None:
+        raise NotFoundError()
+    message.sequence = sequence or message.sequence
+    return message
 
 
-@transaction.atomic(durable=True)
 def message_assistant_create(
     *, user_message: Message, reply: AgentReply
 ) -> ChatExchange:
-    """Commit the agent's reply to `user_message`, with its tool calls.
+    """Commit the agent's reply to `user_message` with its tool calls, and the
+    conversation's `updated_at`: one statement.
 
     Raises NotFoundError when the conversation was deleted while the agent
     was answering; nothing is written then.
     """
+    _require_no_transaction()
     now = timezone.now()
-    conversation = (
-        Conversation.objects.select_for_update()
-        .filter(pk=user_message.conversation_id)
-        .only("pk", "last_sequence")
-        .first()
-    )
-    if conversation is None:
-        logger.info(
-            "Conversation %s was deleted while the agent answered",
-            user_message.conversation_id,
-        )
-        raise NotFoundError()
-    assistant_message = Message.objects.create(
-        conversation=conversation,
-        sequence=_take_sequence(conversation, now=now),
+    assistant_message = Message(
+        id=uuid.uuid4(),
+        conversation_id=user_message.conversation_id,
+        sequence=0,
         role=Message.Role.ASSISTANT,
         content=reply.content,
-        reply_to=user_message,
+        reply_to_id=user_message.id,
         created_at=now,
     )
-    tool_calls = ToolCall.objects.bulk_create(
+    tool_calls = [
         ToolCall(
-            message=assistant_message,
+            id=uuid.uuid4(),
+            message_id=assistant_message.id,
             position=position,
             tool_name=call.tool_name,
             parameters=call.parameters,
@@ -158,7 +158,15 @@ def message_assistant_create(
             created_at=now,
         )
         for position, call in enumerate(reply.tool_calls)
-    )
+    ]
+    sequence = _message_append(assistant_message, tool_calls=tool_calls)
+    if sequence is None:
+        logger.info(
+            "Conversation %s was deleted while the agent answered",
+            user_message.conversation_id,
+        )
+        raise NotFoundError()
+    assistant_message.sequence = sequence
     return ChatExchange(
         user_message=user_message,
         assistant_message=assistant_message,
@@ -166,10 +174,170 @@ def message_assistant_create(
     )
 
 
-def _take_sequence(conversation: Conversation, *, now: datetime) -> int:
-    """Next sequence number of a conversation whose row the caller has locked."""
-    sequence = conversation.last_sequence + 1
-    Conversation.objects.filter(pk=conversation.pk).update(
-        last_sequence=sequence, updated_at=now
+def _require_no_transaction() -> None:
+    """What `atomic(durable=True)` checks, without its SAVEPOINT/BEGIN:
+    the chat's writes must be committed when they return."""
+    conn = transaction.get_connection()
+    if conn.atomic_blocks:
+        inside = not conn.atomic_blocks[-1]._from_testcase
+    else:
+        inside = not conn.get_autocommit()
+    if inside:
+        raise RuntimeError(
+            "The chat flow is durable: it cannot run inside an atomic block."
+        )
+
+
+def _message_append(
+    message: Message,
+    *,
+    owner_id: str | None = None,
+    new_conversation: bool = False,
+    tool_calls: list[ToolCall] | None = None,
+) -> int | None:
+    """Insert `message` (and its tool calls) as the conversation's next one,
+    bumping `last_sequence` and `updated_at`, in one statement.
+
+    `owner_id` given: the conversation must be the owner's. `new_conversation`:
+    create it first, owned by `owner_id`. Returns the message's sequence
+    number (0 on SQLite, which cannot return it from a view), or None when
+    the conversation does not exist (nothing is written then).
+    """
+    if connection.vendor == "postgresql":
+        return _message_append_postgresql(
+            message,
+            owner_id=owner_id,
+            new_conversation=new_conversation,
+            tool_calls=tool_calls or [],
+        )
+    return _message_append_sqlite(
+        message,
+        owner_id=owner_id,
+        new_conversation=new_conversation,
+        tool_calls=tool_calls or [],
     )
-    return sequence
+
+
+_PG_CONVERSATION_NEW = """
+    INSERT INTO conversations (id, owner_id, last_sequence, created_at, updated_at)
+    VALUES (%(conversation_id)s, %(owner_id)s, 1, %(now)s, %(now)s)
+    RETURNING id, last_sequence
+"""
+_PG_CONVERSATION_NEXT = """
+    UPDATE conversations
+    SET last_sequence = last_sequence + 1, updated_at = %(now)s
+    WHERE id = %(conversation_id)s{owner}
+    RETURNING id, last_sequence
+"""
+_PG_APPEND = """
+WITH c AS ({conversation}), m AS (
+    INSERT INTO messages
+        (id, conversation_id, sequence, role, content, reply_to_id, created_at)
+    SELECT %(id)s, c.id, c.last_sequence, %(role)s, %(content)s,
+           %(reply_to_id)s, %(now)s
+    FROM c
+    RETURNING id, sequence
+){tool_calls}
+SELECT sequence FROM m
+"""
+_PG_TOOL_CALLS = """, t AS (
+    INSERT INTO tool_calls
+        (id, message_id, position, tool_name, parameters, result, status,
+         created_at)
+    SELECT x.id, m.id, x.position - 1, x.tool_name, x.parameters::jsonb,
+           x.result::jsonb, x.status, %(now)s
+    FROM m, unnest(
+        %(tc_ids)s::uuid[], %(tc_names)s::text[], %(tc_parameters)s::text[],
+        %(tc_results)s::text[], %(tc_statuses)s::text[]
+    ) WITH ORDINALITY AS x(id, tool_name, parameters, result, status, position)
+)"""
+
+
+def _message_append_postgresql(
+    message: Message,
+    *,
+    owner_id: str | None,
+    new_conversation: bool,
+    tool_calls: list[ToolCall],
+) -> int | None:
+    params: dict[str, Any] = {
+        "conversation_id": message.conversation_id,
+        "owner_id": owner_id,
+        "now": message.created_at,
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "reply_to_id": message.reply_to_id,
+    }
+    if new_conversation:
+        conversation = _PG_CONVERSATION_NEW
+    else:
+        owner = " AND owner_id = %(owner_id)s" if owner_id is not None else ""
+        conversation = _PG_CONVERSATION_NEXT.format(owner=owner)
+    if tool_calls:
+        params |= {
+            "tc_ids": [call.id for call in tool_calls],
+            "tc_names": [call.tool_name for call in tool_calls],
+            "tc_parameters": [json.dumps(call.parameters) for call in tool_calls],
+            "tc_results": [_json_or_null(call.result) for call in tool_calls],
+            "tc_statuses": [call.status for call in tool_calls],
+        }
+    sql = _PG_APPEND.format(
+        conversation=conversation, tool_calls=_PG_TOOL_CALLS if tool_calls else ""
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+_SQLITE_APPEND = """
+    INSERT INTO chat_message_appends
+        (id, conversation_id, owner_id, new_conversation, role, content,
+         reply_to_id, created_at, tool_calls)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+def _message_append_sqlite(
+    message: Message,
+    *,
+    owner_id: str | None,
+    new_conversation: bool,
+    tool_calls: list[ToolCall],
+) -> int | None:
+    now = connection.ops.adapt_datetimefield_value(message.created_at)
+    calls = [
+        [
+            call.id.hex,
+            call.tool_name,
+            json.dumps(call.parameters),
+            _json_or_null(call.result),
+            call.status,
+        ]
+        for call in tool_calls
+    ]
+    params = [
+        message.id.hex,
+        message.conversation_id.hex,
+        owner_id,
+        new_conversation,
+        message.role,
+        message.content,
+        message.reply_to_id.hex if message.reply_to_id else None,
+        now,
+        json.dumps(calls),
+    ]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_SQLITE_APPEND, params)
+    except IntegrityError as exc:
+        if _SQLITE_NOT_FOUND in str(exc):
+            return None
+        raise
+    return 1 if new_conversation else 0
+
+
+def _json_or_null(value: object) -> str | None:
+    # A JSONField with null=True stores Python None as SQL NULL.
+    return None if value is None else json.dumps(value)

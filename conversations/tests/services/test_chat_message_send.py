@@ -100,6 +100,26 @@ def test_chat_message_send_inside_atomic_raises_and_writes_nothing(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_chat_message_send_with_autocommit_off_raises_and_writes_nothing(
+    settings: Settings,
+) -> None:
+    """Each chat write is one autocommit statement: with autocommit off it
+    would stay uncommitted, so the flow refuses before writing."""
+    settings.AGENT_BACKEND = RECORDING
+
+    transaction.set_autocommit(False)
+    try:
+        with pytest.raises(RuntimeError, match="durable"):
+            chat_message_send(owner_id=OWNER, content="hello")
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)
+
+    assert row_counts() == (0, 0, 0)
+    assert RecordingAgent.calls == []
+
+
+@pytest.mark.django_db(transaction=True)
 def test_chat_message_send_inside_atomic_leaves_conversation_unchanged(
     settings: Settings,
 ) -> None:

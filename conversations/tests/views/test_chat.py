@@ -35,19 +35,19 @@ TOOL_CALL_KEYS = {"id", "tool_name", "parameters", "result", "status"}
 STUB = "agent.backends.stub.StubAgent"
 RECORDING = "agent.tests.fakes.RecordingAgent"
 
-# Queries of one POST whose reply has tool calls, the same on SQLite and
-# PostgreSQL. Inside the test transaction each durable block shows as
-# SAVEPOINT + RELEASE; with real commits, as BEGIN + COMMIT (also counted).
-#   new conversation: session, SAVEPOINT, INSERT conversation, INSERT user
-#     message, RELEASE, SAVEPOINT, SELECT FOR UPDATE conversation,
-#     UPDATE sequence, INSERT assistant message, INSERT tool calls, RELEASE
-#     (no history to read);
-#   existing conversation: the same with SELECT FOR UPDATE + UPDATE sequence
-#     in place of the conversation INSERT, and the history read.
-QUERIES_NEW_CONVERSATION = 11
-QUERIES_EXISTING_CONVERSATION = 13
-# ProbeAgent's reply has no tool calls: one INSERT fewer.
-QUERIES_NEW_CONVERSATION_NO_TOOL_CALLS = QUERIES_NEW_CONVERSATION - 1
+# Statements of one POST, the same on SQLite and PostgreSQL, in tests with
+# and without the test transaction: every write is one autocommit statement
+# (no BEGIN/COMMIT, no SAVEPOINT; conversations.services).
+#   new conversation: session; conversation + user message; assistant
+#     message + tool calls + updated_at (no history to read);
+#   existing conversation: session; user message + sequence; history (and
+#     the user message's sequence); assistant message + tool calls.
+QUERIES_NEW_CONVERSATION = 3
+QUERIES_EXISTING_CONVERSATION = 4
+# The target (issue #8): at most 6 statements, transaction control included.
+MAX_QUERIES_CHAT = 6
+# ProbeAgent's reply has no tool calls: still one statement.
+QUERIES_NEW_CONVERSATION_NO_TOOL_CALLS = QUERIES_NEW_CONVERSATION
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,183 @@
+"""Statements per request: the targets of issue #8, on SQLite and PostgreSQL.
+
+pytest-django counts the statements Django sends on the test thread's
+connection. Transaction control is counted too: inside the test transaction
+an atomic block shows as SAVEPOINT + RELEASE, and with real transactions
+(`transaction=True`) Django logs BEGIN and COMMIT
+(test_transaction_control_is_counted proves both), so "at most 6, transaction
+control included" is checked in both kinds of test. Django's per-request
+`SELECT 1` connection health check is not counted here (docs/PERFORMANCE.md).
+"""
+
+from django.db import transaction
+from django.urls import reverse
+
+import pytest
+from pytest_django import DjangoAssertNumQueries, Settings
+from rest_framework.test import APIClient
+
+from conversations.models import BetterAuthSession, Conversation, Message, ToolCall
+from conversations.tests.factories import ConversationFactory, MessageFactory
+
+AUTHENTICATION = 1
+GET_CONVERSATIONS = 2
+GET_MESSAGES = 2
+POST_CHAT = 6
+STUB = "agent.backends.stub.StubAgent"
+
+both_kinds = pytest.mark.parametrize(
+    "django_db_setup_kind",
+    [
+        pytest.param("in_test_transaction", marks=pytest.mark.django_db),
+        pytest.param("committed", marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
+
+
+def conversation_of(owner_id: str, count: int) -> Conversation:
+    conversation = ConversationFactory.create(owner_id=owner_id)
+    Message.objects.bulk_create(
+        MessageFactory.build(
+            conversation=conversation,
+            sequence=sequence,
+            role=Message.Role.USER if sequence % 2 else Message.Role.ASSISTANT,
+        )
+        for sequence in range(1, count + 1)
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
+    return conversation
+
+
+@both_kinds
+def test_transaction_control_is_counted(
+    django_assert_num_queries: DjangoAssertNumQueries, django_db_setup_kind: str
+) -> None:
+    with django_assert_num_queries(3) as captured:
+        with transaction.atomic():
+            ConversationFactory.create(owner_id="owner")
+
+    statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
+    expected = (
+        ["SAVEPOINT", "INSERT", "RELEASE"]
+        if django_db_setup_kind == "in_test_transaction"
+        else ["BEGIN", "INSERT", "COMMIT"]
+    )
+    assert statements == expected
+
+
+@both_kinds
+def test_authentication_is_one_statement(
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+) -> None:
+    # Another user's path: authenticated (1 statement), then 404 unread.
+    url = reverse("conversations:conversation-latest", args=["someone-else"])
+    with django_assert_num_queries(AUTHENTICATION):
+        response = api.get(url)
+
+    assert response.status_code == 404
+
+
+@both_kinds
+def test_get_conversations_at_most_two_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+) -> None:
+    ConversationFactory.create_batch(30, owner_id=session.user_id)
+    url = reverse("conversations:conversation-latest", args=[session.user_id])
+
+    with django_assert_max_num_queries(GET_CONVERSATIONS):
+        response = api.get(url)
+
+    assert response.status_code == 200
+    assert response.json()["conversation_id"] is not None
+
+
+@both_kinds
+@pytest.mark.parametrize("before", [False, True])
+def test_get_messages_at_most_two_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+    before: bool,
+) -> None:
+    conversation = conversation_of(session.user_id, 250)
+    url = reverse(
+        "conversations:message-list", args=[session.user_id, str(conversation.id)]
+    )
+    params = {}
+    if before:
+        params["before"] = str(
+            Message.objects.get(conversation=conversation, sequence=200).id
+        )
+
+    with django_assert_max_num_queries(GET_MESSAGES):
+        response = api.get(url, params)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["messages"]) == 100
+    assert body["has_more"] is True
+
+
+@both_kinds
+@pytest.mark.parametrize("existing", [False, True])
+def test_post_chat_at_most_six_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+    existing: bool,
+) -> None:
+    settings.AGENT_BACKEND = STUB
+    payload = {"message": "add buy milk"}
+    if existing:
+        payload["conversation_id"] = str(conversation_of(session.user_id, 40).id)
+    url = reverse("conversations:chat", args=[session.user_id])
+
+    with django_assert_max_num_queries(POST_CHAT) as captured:
+        response = api.post(url, payload, format="json")
+
+    assert response.status_code == 200
+    # Nothing of it is a transaction: every write is one statement.
+    assert not [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].split()[0].upper() in {"BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"}
+    ]
+    body = response.json()
+    assistant = Message.objects.get(pk=body["assistant_message_id"])
+    assert ToolCall.objects.filter(message=assistant).count() == len(body["tool_calls"])
+    assert len(body["tool_calls"]) == 1
+
+
+@both_kinds
+def test_post_chat_to_another_users_conversation_is_two_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+) -> None:
+    settings.AGENT_BACKEND = STUB
+    other = conversation_of("someone-else", 2)
+    url = reverse("conversations:chat", args=[session.user_id])
+
+    with django_assert_num_queries(AUTHENTICATION + 1):
+        response = api.post(
+            url,
+            {"message": "hi", "conversation_id": str(other.id)},
+            format="json",
+        )
+
+    assert response.status_code == 404
+    other.refresh_from_db()
+    assert other.last_sequence == 2
+    assert Message.objects.filter(conversation=other).count() == 2
+    assert not Conversation.objects.filter(owner_id=session.user_id).exists()
