@@ -17,7 +17,8 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
 from conversations.models import BetterAuthSession, Conversation, Message, ToolCall
-from conversations.tests.factories import ConversationFactory, MessageFactory
+from conversations.tests.factories import ConversationFactory
+from conversations.tests.views.test_chat import conversation_with_messages
 
 AUTHENTICATION = 1
 GET_CONVERSATIONS = 2
@@ -32,20 +33,6 @@ both_kinds = pytest.mark.parametrize(
         pytest.param("committed", marks=pytest.mark.django_db(transaction=True)),
     ],
 )
-
-
-def conversation_of(owner_id: str, count: int) -> Conversation:
-    conversation = ConversationFactory.create(owner_id=owner_id)
-    Message.objects.bulk_create(
-        MessageFactory.build(
-            conversation=conversation,
-            sequence=sequence,
-            role=Message.Role.USER if sequence % 2 else Message.Role.ASSISTANT,
-        )
-        for sequence in range(1, count + 1)
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
-    return conversation
 
 
 @both_kinds
@@ -106,7 +93,7 @@ def test_get_messages_at_most_two_statements(
     django_db_setup_kind: str,
     before: bool,
 ) -> None:
-    conversation = conversation_of(session.user_id, 250)
+    conversation = conversation_with_messages(session.user_id, 250)
     url = reverse(
         "conversations:message-list", args=[session.user_id, str(conversation.id)]
     )
@@ -138,7 +125,9 @@ def test_post_chat_at_most_six_statements(
     settings.AGENT_BACKEND = STUB
     payload = {"message": "add buy milk"}
     if existing:
-        payload["conversation_id"] = str(conversation_of(session.user_id, 40).id)
+        payload["conversation_id"] = str(
+            conversation_with_messages(session.user_id, 40).id
+        )
     url = reverse("conversations:chat", args=[session.user_id])
 
     with django_assert_max_num_queries(POST_CHAT) as captured:
@@ -166,7 +155,7 @@ def test_post_chat_to_another_users_conversation_is_two_statements(
     django_db_setup_kind: str,
 ) -> None:
     settings.AGENT_BACKEND = STUB
-    other = conversation_of("someone-else", 2)
+    other = conversation_with_messages("someone-else", 2)
     url = reverse("conversations:chat", args=[session.user_id])
 
     with django_assert_num_queries(AUTHENTICATION + 1):
