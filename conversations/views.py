@@ -1,13 +1,10 @@
 """The chat API (CONTRACT §2). Views parse, call one service or selector,
 and render; every error is rendered by chatapi.exception_handlers."""
 
-import datetime as dt
 import uuid
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
@@ -51,10 +48,8 @@ def owner_from_path(request: Request, user_id: str) -> str:
 # for a fraction of the CPU (docs/PERFORMANCE.md).
 
 
-def datetime_out(value: datetime) -> str:
-    """As DRF's DateTimeField renders it: ISO 8601 in UTC, "Z" for +00:00."""
-    text = timezone.localtime(value, dt.UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+# The field alone, without a serializer around it: ISO 8601 in UTC with "Z".
+datetime_out = serializers.DateTimeField().to_representation
 
 
 def message_out(message: Message) -> dict[str, Any]:
