@@ -21,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from conversations.models import BetterAuthUser, Conversation, Message, ToolCall
-from conversations.support import pretty_json, transcript_entries
+from conversations.support import pretty_json, transcript_entries, users_with_email
 
 # The change page shows at most this many messages, the newest.
 TRANSCRIPT_LIMIT = 500
@@ -183,9 +183,7 @@ class ConversationAdmin(ReadOnlyAdmin):
         # found through indexes too.
         owner_ids = [term]
         if "@" in term:
-            owner_ids += BetterAuthUser.objects.filter(
-                email__in={term, term.lower()}
-            ).values_list("id", flat=True)
+            owner_ids += users_with_email(term).values_list("id", flat=True)
         match = Q(owner_id__in=owner_ids)
         conversation_id = _uuid_or_none(term)
         if conversation_id is not None:

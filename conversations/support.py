@@ -29,7 +29,7 @@ from django.apps import apps
 from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from conversations.models import (
@@ -60,15 +60,19 @@ T = TypeVar("T")
 # Users
 
 
+def users_with_email(email: str) -> QuerySet[BetterAuthUser]:
+    """Better Auth users with this email: exact, or lowercased, as Better
+    Auth stores them. An indexed equality lookup, never a scan."""
+    return BetterAuthUser.objects.filter(email__in={email, email.lower()})
+
+
 def user_find(query: str) -> BetterAuthUser | None:
-    """The Better Auth user with this id or email (exact; emails also
-    lowercased, as Better Auth stores them)."""
+    """The Better Auth user with this id or email."""
     query = query.strip()
     if not query:
         return None
     if "@" in query:
-        emails = {query, query.lower()}
-        return BetterAuthUser.objects.filter(email__in=emails).first()
+        return users_with_email(query).first()
     return BetterAuthUser.objects.filter(pk=query).first()
 
 
