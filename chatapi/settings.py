@@ -173,12 +173,21 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["OPTIONS"].setdefault(
             "options", f"-c statement_timeout={statement_timeout}"
         )
+    # Parameters bound by the server, and statements prepared once a
+    # connection has run them DB_PREPARE_THRESHOLD times: PostgreSQL parses
+    # and plans each hot statement once per connection, not per request
+    # (half its CPU per request in bench/, docs/PERFORMANCE.md).
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "server_side_binding", env_bool("DB_SERVER_SIDE_BINDING", default=True)
+    )
+    prepare_threshold = env_int("DB_PREPARE_THRESHOLD", 2)
     if env_bool("DATABASE_POOLER"):
         # Behind a transaction pooler (Neon's "-pooler" host, PgBouncer):
         # a connection is not ours between transactions, so no server-side
         # cursors and no server-side prepared statements.
         DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
+        prepare_threshold = 0
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold or None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

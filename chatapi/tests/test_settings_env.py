@@ -301,3 +301,36 @@ def test_settings_statement_timeout_is_not_sent_through_a_pooler() -> None:
 
     assert "options" not in values["DB_OPTIONS"]
     assert values["DB_OPTIONS"]["prepare_threshold"] is None
+
+
+def test_settings_postgresql_binds_on_the_server_and_prepares_hot_statements() -> None:
+    values = loaded(DATABASE_URL=PG_URL, **SECRETS)
+
+    assert values["DB_OPTIONS"]["server_side_binding"] is True
+    assert values["DB_OPTIONS"]["prepare_threshold"] == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "binding", "threshold"),
+    [
+        ({"DB_SERVER_SIDE_BINDING": "0"}, False, 2),
+        ({"DB_PREPARE_THRESHOLD": "0"}, True, None),
+        ({"DB_PREPARE_THRESHOLD": "7"}, True, 7),
+        # Behind a pooler the connection is not ours between transactions.
+        ({"DATABASE_POOLER": "1", "DB_PREPARE_THRESHOLD": "7"}, True, None),
+    ],
+)
+def test_settings_binding_and_preparing_follow_the_environment(
+    env: dict[str, str], binding: bool, threshold: int | None
+) -> None:
+    values = loaded(DATABASE_URL=PG_URL, **env, **SECRETS)
+
+    assert values["DB_OPTIONS"]["server_side_binding"] is binding
+    assert values["DB_OPTIONS"]["prepare_threshold"] == threshold
+
+
+def test_settings_sqlite_gets_no_postgresql_options() -> None:
+    values = loaded(DATABASE_URL="sqlite:///db.sqlite3", **SECRETS)
+
+    assert "server_side_binding" not in values["DB_OPTIONS"]
+    assert "prepare_threshold" not in values["DB_OPTIONS"]

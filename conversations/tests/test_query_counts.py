@@ -9,7 +9,7 @@ control included" is checked in both kinds of test. Django's per-request
 `SELECT 1` connection health check is not counted here (docs/PERFORMANCE.md).
 """
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import reverse
 
 import pytest
@@ -170,3 +170,22 @@ def test_post_chat_to_another_users_conversation_is_two_statements(
     assert other.last_sequence == 2
     assert Message.objects.filter(conversation=other).count() == 2
     assert not Conversation.objects.filter(owner_id=session.user_id).exists()
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db
+def test_hot_statements_are_prepared_on_the_server(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    # The same request a few times: PostgreSQL then holds the statements
+    # prepared on this connection (pg_prepared_statements is per session).
+    url = f"/api/v1/users/{session.user_id}/conversations"
+    for _ in range(3):
+        assert api.get(url).status_code == 200
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    assert any("FROM conversations WHERE owner_id" in sql for sql in prepared)
+    assert any('"session"' in sql for sql in prepared)
