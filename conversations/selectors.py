@@ -10,6 +10,8 @@ from django.db import connection
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
 
+from psycopg.types.datetime import TimestamptzLoader
+
 from agent.backends.base import HistoryMessage, Role
 from chatapi.exceptions import InvalidInputError, NotFoundError
 from conversations.models import Conversation, Message
@@ -54,6 +56,12 @@ def _rows(
     rest of the request (docs/PERFORMANCE.md).
     """
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Django loads timestamptz with a pure-Python subclass of
+            # psycopg's loader that only sets the tzinfo psycopg already
+            # sets on a UTC connection; psycopg's own loader is in C: a
+            # sixth of the CPU of a page of 100 messages.
+            cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(sql, params)
         rows: list[tuple[Any, ...]] = cursor.fetchall()
     converters: list[tuple[int, Any, Col]] = []
