@@ -257,8 +257,8 @@ class Server:
     def start(self) -> "Server":
         RESULTS.mkdir(exist_ok=True)
         log = (RESULTS / f"{self.name}.log").open("wb")
-        # The access log (gunicorn.conf.py sends it to stdout) is discarded;
-        # both servers write it, so both pay for it.
+        # gunicorn.conf.py turns gunicorn's access log off for both; our
+        # app's own JSON request line is below LOG_LEVEL=WARNING (app_env).
         self.process = subprocess.Popen(  # noqa: S603
             self.command,
             cwd=ROOT,
