@@ -517,10 +517,7 @@ def chat_agent_error_replayed(
     api: APIClient, session: BetterAuthSession, settings: Settings
 ) -> Any:
     settings.AGENT_BACKEND = "agent.tests.fakes.FailingAgent"
-    send(api, session, {"message": "hi"}, **{"Idempotency-Key": "k-1"})
-    response = send(api, session, {"message": "hi"}, **{"Idempotency-Key": "k-1"})
-    assert response["Idempotent-Replayed"] == "true"
-    return response
+    return chat_replayed(api, session, settings)
 
 
 def chat_agent_timeout(
