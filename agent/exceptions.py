@@ -1,4 +1,4 @@
-from chatapi.exceptions import ApplicationError
+from core.exceptions import ApplicationError
 
 
 class AgentError(ApplicationError):

@@ -11,8 +11,8 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from chatapi.exceptions import ApplicationError, InvalidInputError
 from chatapi.parsers import RequestTooLarge
+from core.exceptions import ApplicationError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chatapi.exceptions import ApplicationError, InvalidInputError
 from conversations.models import IdempotencyKey
+from core.exceptions import ApplicationError, InvalidInputError
 
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255

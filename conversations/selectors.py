@@ -13,8 +13,8 @@ from django.db.models.expressions import Col
 from psycopg.types.datetime import TimestamptzLoader
 
 from agent.backends.base import HistoryMessage, Role
-from chatapi.exceptions import InvalidInputError, NotFoundError
 from conversations.models import Conversation, Message
+from core.exceptions import InvalidInputError, NotFoundError
 
 
 class ConversationRow(NamedTuple):

@@ -22,9 +22,9 @@ from django.utils import timezone
 from agent.backends.base import AgentReply, HistoryMessage
 from agent.exceptions import AgentError
 from agent.runner import agent_reply_generate
-from chatapi.exceptions import NotFoundError
 from conversations.models import Message, ToolCall
 from conversations.selectors import message_history_for_agent
+from core.exceptions import NotFoundError
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from rest_framework.views import APIView
 
 from agent.exceptions import AgentError
 from chatapi import schema
-from chatapi.exceptions import NotFoundError
 from conversations.idempotency import (
     StoredResponse,
     idempotency_key_claim,
@@ -33,6 +32,7 @@ from conversations.selectors import (
 )
 from conversations.serializers import StrictCharField, StrictUUIDField
 from conversations.services import chat_message_send
+from core.exceptions import NotFoundError
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500

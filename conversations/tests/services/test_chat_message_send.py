@@ -15,10 +15,10 @@ import pytest
 from pytest_django import Settings
 
 from agent.tests.fakes import ProbeAgent, RecordingAgent
-from chatapi.exceptions import NotFoundError
 from conversations.models import Conversation, Message, ToolCall
 from conversations.services import chat_message_send
 from conversations.tests.factories import ConversationFactory, MessageFactory
+from core.exceptions import NotFoundError
 
 OWNER = "owner-1"
 PROBE = "agent.tests.fakes.ProbeAgent"
