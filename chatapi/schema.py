@@ -2,10 +2,10 @@
 
 The security schemes of the API's authentication classes, and the hooks
 SPECTACULAR_SETTINGS names: canonical paths and the X-Request-ID header
-(chatapi.middleware) on every operation. Settings name this module's hooks,
-so drf-spectacular imports it, registering the extensions, before it reads
-any operation. Each operation's text is its view's docstring;
-the API's shared parts (error envelope, parameters) are in
+(chatapi.middleware) on every operation. Settings name this module's
+hooks, so drf-spectacular imports it, registering the extensions, before
+it reads any operation. Each operation's text is its view's docstring; the
+API's shared parts (error envelope, parameters) are in
 conversations.openapi. `/api/schema/` serves the result and `/api/docs/`
 renders it.
 """
