@@ -308,7 +308,7 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["chatapi.schema.preprocess_canonical_paths"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "chatapi.schema.postprocess_chat_request",
+        "conversations.openapi.postprocess_chat_request",
         "chatapi.schema.postprocess_request_ids",
     ],
     "ENUM_NAME_OVERRIDES": {
