@@ -35,7 +35,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import APIException, AuthenticationFailed
 from rest_framework.request import Request
 
-from conversations.authentication import ApiUser, Credential
+from better_auth.authentication import ApiUser, Credential
 
 logger = logging.getLogger(__name__)
 
