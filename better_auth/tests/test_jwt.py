@@ -35,6 +35,7 @@ from rest_framework.test import APIClient, APIRequestFactory
 from better_auth import jwt as jwt_mode
 from better_auth.authentication import ApiUser, Credential
 from better_auth.jwt import (
+    MAX_JWKS_BYTES,
     REFETCH_MIN_SECONDS,
     RETRY_AFTER_FAILURE_SECONDS,
     BetterAuthJWTAuthentication,
@@ -619,6 +620,19 @@ def test_a_jwks_that_is_not_a_key_set_is_503(
 
     with pytest.raises(JWKSUnavailable):
         authenticate(key.sign())
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_jwks_larger_than_the_limit_is_503(
+    key: SigningKey, jwks_server: JWKSServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    padding = {"kid": "padding", "kty": "oct", "x": "A" * MAX_JWKS_BYTES}
+    jwks_server.keys = [key.public_jwk, padding]
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+
+    assert f"larger than {MAX_JWKS_BYTES} bytes" in caplog.text
 
 
 def test_a_jwks_url_that_is_not_http_is_503(
