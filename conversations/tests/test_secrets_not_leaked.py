@@ -27,15 +27,9 @@ from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent
-from conversations.models import BetterAuthSession, Conversation, Message
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    ConversationFactory,
-    MessageFactory,
-    ToolCallFactory,
-    signed_token,
-)
-from conversations.tests.views.test_auth_http import (
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
+from better_auth.tests.test_auth_http import (
     SECURE_COOKIE,
     Headers,
     bad_signature,
@@ -44,6 +38,12 @@ from conversations.tests.views.test_auth_http import (
     cookie,
     encoded,
     latest_url,
+)
+from conversations.models import Conversation, Message
+from conversations.tests.factories import (
+    ConversationFactory,
+    MessageFactory,
+    ToolCallFactory,
 )
 from conversations.tests.views.test_message_list import messages_url
 

@@ -17,13 +17,15 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent, SlowAgent
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.idempotency import (
     IDEMPOTENCY_KEY_TTL,
     idempotency_keys_purge,
     request_fingerprint,
 )
-from conversations.models import BetterAuthSession, IdempotencyKey
-from conversations.tests.factories import BetterAuthSessionFactory, ConversationFactory
+from conversations.models import IdempotencyKey
+from conversations.tests.factories import ConversationFactory
 from conversations.tests.views.test_chat import (
     QUERIES_NEW_CONVERSATION,
     assert_error,

@@ -16,9 +16,8 @@ from django.db import connection
 
 import pytest
 
-from chatapi.tests.environment import unavailable
-from conversations.jwt import jwks_cache_clear
-from conversations.tests.interop.node import (
+from better_auth.jwt import jwks_cache_clear
+from better_auth.tests.interop.node import (
     BetterAuthClient,
     BetterAuthServer,
     NodeMissing,
@@ -27,6 +26,7 @@ from conversations.tests.interop.node import (
     node_and_npm,
     npm_ci_when_stale,
 )
+from chatapi.tests.environment import unavailable
 
 INTEROP_DIR = Path(settings.BASE_DIR) / "interop" / "better-auth"
 OTHER_SECRET = "another-frontends-better-auth-secret-for-tests"
