@@ -206,7 +206,7 @@ def test_secrets_capture_finds_a_planted_secret(
     planted = {
         "django.server": secrets["raw token"],
         "django.request": secrets["URL-encoded cookie value"],
-        "conversations.authentication": secrets["signed token (and raw cookie value)"],
+        "better_auth.authentication": secrets["signed token (and raw cookie value)"],
     }
     for name, value in planted.items():
         logging.getLogger(name).debug("credential %s", value)
@@ -220,7 +220,7 @@ def test_secrets_capture_finds_a_planted_secret(
     assert {place for place, _ in found} >= {
         "log django.server DEBUG",
         "log django.request DEBUG",
-        "log conversations.authentication DEBUG",
+        "log better_auth.authentication DEBUG",
         "log agent.runner ERROR",
     }
     assert {name for _, name in found} >= {
