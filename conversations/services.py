@@ -1,35 +1,31 @@
 """Writes. The chat flow and its transaction boundaries live here.
 
-Each write of the chat flow is ONE statement, atomic on its own and run in
-autocommit: no BEGIN/COMMIT, no SAVEPOINT. On PostgreSQL, data-modifying
-CTEs: the UPDATE of the conversation takes its row lock and the next
-sequence number, the INSERTs use it (concurrent senders queue on the lock
-and get consecutive numbers). SQLite has no data-modifying CTEs: the same
-work is done by an INSTEAD OF trigger on the `chat_message_appends` view
-(migration 0004); SQLite runs one writer at a time.
+Each write of the chat flow is committed when it returns, and never runs
+inside a caller's transaction. On PostgreSQL each is one statement of
+conversations.postgres (the fast path, docs/PERFORMANCE.md); elsewhere it
+is a durable atomic block of the ORM that locks the owner's conversation
+row (`select_for_update`), takes the next sequence number and inserts the
+message and its tool calls.
 """
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agent.backends.base import AgentReply, HistoryMessage
 from agent.exceptions import AgentError
 from agent.runner import agent_reply_generate
-from conversations.models import Message, ToolCall
+from conversations import postgres
+from conversations.models import Conversation, Message, ToolCall
 from conversations.selectors import message_history_for_agent
 from core.exceptions import NotFoundError
 
 logger = logging.getLogger(__name__)
-
-# Raised by the SQLite trigger of migration 0004.
-_SQLITE_NOT_FOUND = "chat_conversation_not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,27 +98,33 @@ def message_user_create(
 ) -> Message:
     """Commit a user message, in a new conversation when `conversation_id` is None.
 
-    One statement. Raises NotFoundError when the owner has no such
-    conversation; nothing is written then. The returned message's `sequence`
-    is 1 in a new conversation; otherwise it is known on PostgreSQL and 0
-    (unknown) on SQLite until message_history_for_agent reads it.
+    Raises NotFoundError when the owner has no such conversation; nothing is
+    written then.
     """
     _require_no_transaction()
     now = timezone.now()
+    conversation = None
+    if conversation_id is None:
+        conversation_id = uuid.uuid4()
+        conversation = Conversation(
+            id=conversation_id,
+            owner_id=owner_id,
+            last_sequence=1,
+            created_at=now,
+            updated_at=now,
+        )
     message = Message(
         id=uuid.uuid4(),
-        conversation_id=conversation_id or uuid.uuid4(),
-        sequence=1 if conversation_id is None else 0,
+        conversation_id=conversation_id,
+        sequence=0,
         role=Message.Role.USER,
         content=content,
         created_at=now,
     )
-    sequence = _message_append(
-        message, owner_id=owner_id, new_conversation=conversation_id is None
-    )
+    sequence = _message_append(message, owner_id=owner_id, conversation=conversation)
     if sequence is None:
         raise NotFoundError()
-    message.sequence = sequence or message.sequence
+    message.sequence = sequence
     return message
 
 
@@ -130,7 +132,7 @@ def message_assistant_create(
     *, user_message: Message, reply: AgentReply
 ) -> ChatExchange:
     """Commit the agent's reply to `user_message` with its tool calls, and the
-    conversation's `updated_at`: one statement.
+    conversation's `updated_at`.
 
     Raises NotFoundError when the conversation was deleted while the agent
     was answering; nothing is written then.
@@ -192,152 +194,57 @@ def _message_append(
     message: Message,
     *,
     owner_id: str | None = None,
-    new_conversation: bool = False,
+    conversation: Conversation | None = None,
     tool_calls: list[ToolCall] | None = None,
 ) -> int | None:
     """Insert `message` (and its tool calls) as the conversation's next one,
-    bumping `last_sequence` and `updated_at`, in one statement.
+    bumping `last_sequence` and `updated_at`, and commit.
 
-    `owner_id` given: the conversation must be the owner's. `new_conversation`:
-    create it first, owned by `owner_id`. Returns the message's sequence
-    number (0 on SQLite, which cannot return it from a view), or None when
-    the conversation does not exist (nothing is written then).
+    `conversation` given: create it first (its `last_sequence` is 1).
+    `owner_id` given: the conversation must be the owner's. Returns the
+    message's sequence number, or None when the conversation does not exist
+    (nothing is written then).
     """
     if connection.vendor == "postgresql":
-        return _message_append_postgresql(
+        return postgres.message_append(
             message,
             owner_id=owner_id,
-            new_conversation=new_conversation,
+            conversation=conversation,
             tool_calls=tool_calls or [],
         )
-    return _message_append_sqlite(
-        message,
-        owner_id=owner_id,
-        new_conversation=new_conversation,
-        tool_calls=tool_calls or [],
+    return _message_append_orm(
+        message, owner_id=owner_id, conversation=conversation, tool_calls=tool_calls
     )
 
 
-_PG_CONVERSATION_NEW = """
-    INSERT INTO conversations (id, owner_id, last_sequence, created_at, updated_at)
-    VALUES (%(conversation_id)s, %(owner_id)s, 1, %(now)s, %(now)s)
-    RETURNING id, last_sequence
-"""
-_PG_CONVERSATION_NEXT = """
-    UPDATE conversations
-    SET last_sequence = last_sequence + 1, updated_at = %(now)s
-    WHERE id = %(conversation_id)s{owner}
-    RETURNING id, last_sequence
-"""
-_PG_APPEND = """
-WITH c AS ({conversation}), m AS (
-    INSERT INTO messages
-        (id, conversation_id, sequence, role, content, reply_to_id, created_at)
-    SELECT %(id)s, c.id, c.last_sequence, %(role)s, %(content)s,
-           %(reply_to_id)s, %(now)s
-    FROM c
-    RETURNING id, sequence
-){tool_calls}
-SELECT sequence FROM m
-"""
-_PG_TOOL_CALLS = """, t AS (
-    INSERT INTO tool_calls
-        (id, message_id, position, tool_name, parameters, result, status,
-         created_at)
-    SELECT x.id, m.id, x.position - 1, x.tool_name, x.parameters::jsonb,
-           x.result::jsonb, x.status, %(now)s
-    FROM m, unnest(
-        %(tc_ids)s::uuid[], %(tc_names)s::text[], %(tc_parameters)s::text[],
-        %(tc_results)s::text[], %(tc_statuses)s::text[]
-    ) WITH ORDINALITY AS x(id, tool_name, parameters, result, status, position)
-)"""
-
-
-def _message_append_postgresql(
+def _message_append_orm(
     message: Message,
     *,
-    owner_id: str | None,
-    new_conversation: bool,
-    tool_calls: list[ToolCall],
+    owner_id: str | None = None,
+    conversation: Conversation | None = None,
+    tool_calls: list[ToolCall] | None = None,
 ) -> int | None:
-    params: dict[str, Any] = {
-        "conversation_id": message.conversation_id,
-        "owner_id": owner_id,
-        "now": message.created_at,
-        "id": message.id,
-        "role": message.role,
-        "content": message.content,
-        "reply_to_id": message.reply_to_id,
-    }
-    if new_conversation:
-        conversation = _PG_CONVERSATION_NEW
-    else:
-        owner = " AND owner_id = %(owner_id)s" if owner_id is not None else ""
-        conversation = _PG_CONVERSATION_NEXT.format(owner=owner)
-    if tool_calls:
-        params |= {
-            "tc_ids": [call.id for call in tool_calls],
-            "tc_names": [call.tool_name for call in tool_calls],
-            "tc_parameters": [json.dumps(call.parameters) for call in tool_calls],
-            "tc_results": [_json_or_null(call.result) for call in tool_calls],
-            "tc_statuses": [call.status for call in tool_calls],
-        }
-    sql = _PG_APPEND.format(
-        conversation=conversation, tool_calls=_PG_TOOL_CALLS if tool_calls else ""
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
-
-
-_SQLITE_APPEND = """
-    INSERT INTO chat_message_appends
-        (id, conversation_id, owner_id, new_conversation, role, content,
-         reply_to_id, created_at, tool_calls)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
-
-
-def _message_append_sqlite(
-    message: Message,
-    *,
-    owner_id: str | None,
-    new_conversation: bool,
-    tool_calls: list[ToolCall],
-) -> int | None:
-    now = connection.ops.adapt_datetimefield_value(message.created_at)
-    calls = [
-        [
-            call.id.hex,
-            call.tool_name,
-            json.dumps(call.parameters),
-            _json_or_null(call.result),
-            call.status,
-        ]
-        for call in tool_calls
-    ]
-    params = [
-        message.id.hex,
-        message.conversation_id.hex,
-        owner_id,
-        new_conversation,
-        message.role,
-        message.content,
-        message.reply_to_id.hex if message.reply_to_id else None,
-        now,
-        json.dumps(calls),
-    ]
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(_SQLITE_APPEND, params)
-    except IntegrityError as exc:
-        if _SQLITE_NOT_FOUND in str(exc):
-            return None
-        raise
-    return 1 if new_conversation else 0
-
-
-def _json_or_null(value: object) -> str | None:
-    # A JSONField with null=True stores Python None as SQL NULL.
-    return None if value is None else json.dumps(value)
+    """_message_append with the ORM: any database."""
+    with transaction.atomic(durable=True):
+        if conversation is not None:
+            conversation.save(force_insert=True)
+            sequence = conversation.last_sequence
+        else:
+            found = Conversation.objects.select_for_update().filter(
+                pk=message.conversation_id
+            )
+            if owner_id is not None:
+                found = found.filter(owner_id=owner_id)
+            last_sequence = found.values_list("last_sequence", flat=True).first()
+            if last_sequence is None:
+                return None
+            # The row lock is held until commit: nobody else takes this number.
+            Conversation.objects.filter(pk=message.conversation_id).update(
+                last_sequence=F("last_sequence") + 1, updated_at=message.created_at
+            )
+            sequence = last_sequence + 1
+        message.sequence = sequence
+        message.save(force_insert=True)
+        if tool_calls:
+            ToolCall.objects.bulk_create(tool_calls)
+    return sequence

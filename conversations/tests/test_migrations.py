@@ -90,3 +90,49 @@ def test_migrate_zero_and_back_keeps_better_auth_tables() -> None:
         call_command("migrate", verbosity=0)
         BetterAuthSession.objects.filter(pk=session.pk).delete()
         BetterAuthUser.objects.filter(pk=session.user_id).delete()
+
+
+@pytest.mark.django_db
+def test_no_trigger_or_view_remains_after_migrate() -> None:
+    # The chat's writes are the ORM's everywhere but PostgreSQL's fast path.
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+            )
+        else:
+            cursor.execute(
+                "SELECT 'trigger', tgname FROM pg_trigger WHERE NOT tgisinternal"
+                " UNION ALL SELECT 'view', viewname FROM pg_views"
+                " WHERE schemaname = current_schema()"
+            )
+        found = cursor.fetchall()
+
+    assert found == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0005_backwards_and_forwards() -> None:
+    def objects() -> set[tuple[str, str]]:
+        with connection.cursor() as cursor:
+            if connection.vendor != "sqlite":
+                return set()
+            cursor.execute(
+                "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'view')"
+            )
+            return set(cursor.fetchall())
+
+    try:
+        call_command("migrate", "conversations", "0004", verbosity=0)
+        at_0004 = objects()
+    finally:
+        call_command("migrate", "conversations", verbosity=0)
+
+    if connection.vendor == "sqlite":
+        assert at_0004 == {
+            ("view", "chat_message_appends"),
+            ("trigger", "chat_message_append"),
+        }
+    else:
+        assert at_0004 == set()
+    assert objects() == set()

@@ -33,9 +33,9 @@ TOOL_CALL_KEYS = {"id", "tool_name", "parameters", "result", "status"}
 STUB = "agent.backends.stub.StubAgent"
 RECORDING = "agent.tests.fakes.RecordingAgent"
 
-# Statements of one POST, the same on SQLite and PostgreSQL, in tests with
-# and without the test transaction: every write is one autocommit statement
-# (no BEGIN/COMMIT, no SAVEPOINT; conversations.services).
+# Statements of one POST on PostgreSQL (conversations.postgres), in tests
+# with and without the test transaction: every write is one autocommit
+# statement (no BEGIN/COMMIT, no SAVEPOINT). SQLite runs the ORM: no count.
 #   new conversation: session; conversation + user message; assistant
 #     message + tool calls + updated_at (no history to read);
 #   existing conversation: session; user message + sequence; history (and
@@ -792,6 +792,7 @@ def test_chat_invalid_agent_reply_answers_502_and_stores_only_user_message(
 # --- query counts --------------------------------------------------------
 
 
+@pytest.mark.postgresql
 def test_chat_new_conversation_query_count(
     api: APIClient,
     session: BetterAuthSession,
@@ -807,6 +808,7 @@ def test_chat_new_conversation_query_count(
     assert len(RecordingAgent.calls) == 1
 
 
+@pytest.mark.postgresql
 @pytest.mark.parametrize("history", [2, 200])
 def test_chat_existing_conversation_query_count_does_not_grow_with_history(
     api: APIClient,
@@ -834,6 +836,7 @@ def _agent_thread_query() -> list[str]:
     return list(Conversation.objects.values_list("owner_id", flat=True))
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_chat_query_count_does_not_see_agent_thread_queries(
     api: APIClient,

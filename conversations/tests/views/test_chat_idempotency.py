@@ -275,6 +275,7 @@ def test_longest_key_is_accepted(api: APIClient, session: BetterAuthSession) -> 
     assert send(api, session, {"message": "hi"}, key="k" * 255).status_code == 200
 
 
+@pytest.mark.postgresql
 def test_without_the_header_nothing_changes(
     api: APIClient,
     session: BetterAuthSession,

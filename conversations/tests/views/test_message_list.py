@@ -342,6 +342,7 @@ def test_message_list_unknown_or_malformed_conversation_is_not_found(
     assert response.content == NOT_FOUND
 
 
+@pytest.mark.postgresql
 def test_message_list_query_count_does_not_depend_on_length_or_before(
     api: APIClient, session: BetterAuthSession, django_assert_num_queries
 ) -> None:
