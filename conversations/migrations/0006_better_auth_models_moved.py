@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("better_auth", "0001_initial"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("conversations", "0004_sqlite_chat_append"),
+        ("conversations", "0005_drop_sqlite_chat_append"),
     ]
 
     operations = [
