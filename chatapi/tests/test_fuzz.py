@@ -41,6 +41,8 @@ from conversations.tests.factories import (
     MessageFactory,
 )
 
+pytestmark = pytest.mark.slow  # thousands of generated requests
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
