@@ -1,6 +1,8 @@
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from django.core.cache import cache
 from django.db import connection
@@ -59,6 +61,21 @@ def _postgresql_when_asked(django_db_setup, django_db_blocker):
     if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         with django_db_blocker.unblock():
             assert connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="session")
+def unavailable() -> Callable[..., NoReturn]:
+    """`unavailable(reason, required_by=VARIABLE)`, for a test whose outside
+    tool (Node.js, Chromium, Redis, PostgreSQL binaries) is missing: skips the
+    test, or fails it where VARIABLE is set, as CI sets it, so that CI cannot
+    go green by skipping what it is there to run."""
+
+    def skip_or_fail(reason: str, *, required_by: str) -> NoReturn:
+        if os.environ.get(required_by):
+            pytest.fail(f"{reason} ({required_by} is set)", pytrace=False)
+        pytest.skip(reason)
+
+    return skip_or_fail
 
 
 @pytest.fixture(autouse=True)

@@ -7,15 +7,15 @@ set (as in CI), which makes its absence a failure.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from django.contrib.auth.models import Group, User
 
 import pytest
 from pytest_django.live_server_helper import LiveServer
 
-from chatapi.tests.environment import unavailable
 from conversations.models import BetterAuthUser, Message, ToolCall
 from conversations.support import SUPPORT_GROUP_NAME
 from conversations.tests.factories import (
@@ -45,13 +45,12 @@ TRANSCRIPT = [
 
 
 @pytest.fixture
-def chromium() -> Path:
+def chromium(unavailable: Callable[..., NoReturn]) -> Path:
     if CHROMIUM.exists():
         return CHROMIUM
     message = f"Chromium not found at {CHROMIUM}: the browser test needs Debian's "
     message += "chromium package (apt-get install chromium)."
     unavailable(message, required_by="CHATAPI_REQUIRE_BROWSER")
-    return CHROMIUM  # not reached: unavailable() skips or fails
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from conversations.authentication import (
 )
 from conversations.jwt import BetterAuthJWTAuthentication
 from conversations.models import BetterAuthSession, Conversation
-from conversations.tests.interop.conftest import PASSWORD
 from conversations.tests.interop.node import (
+    PASSWORD,
     BetterAuthClient,
     BetterAuthServer,
     SignedIn,

@@ -5,8 +5,8 @@ import logging
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.core.cache import caches
 from django.urls import reverse
@@ -15,7 +15,6 @@ import pytest
 from pytest_django import Settings
 from rest_framework.test import APIClient, APIRequestFactory
 
-from chatapi.tests.environment import unavailable
 from conversations.authentication import ApiUser
 from conversations.models import BetterAuthSession, Message
 from conversations.tests.factories import BetterAuthSessionFactory
@@ -213,7 +212,9 @@ def redis_reachable() -> bool:
 
 
 @pytest.fixture
-def redis_cache(settings: Settings) -> Iterator[Any]:
+def redis_cache(
+    settings: Settings, unavailable: Callable[..., NoReturn]
+) -> Iterator[Any]:
     if not redis_reachable():
         unavailable(
             "Redis not reachable at 127.0.0.1:6379",
