@@ -1,4 +1,5 @@
 import datetime as dt
+from urllib.parse import quote
 
 from django.utils import timezone
 
@@ -89,3 +90,49 @@ class ToolCallFactory(DjangoModelFactory):
     parameters = factory.LazyFunction(lambda: {"title": "buy milk"})
     result = factory.LazyFunction(lambda: {"task_id": "1"})
     status = ToolCall.Status.SUCCESS
+
+
+def conversation_with_messages(owner_id: str, count: int) -> Conversation:
+    """A conversation of `count` messages ("history 1", ...), alternating
+    user and assistant."""
+    conversation = ConversationFactory.create(owner_id=owner_id)
+    Message.objects.bulk_create(
+        MessageFactory.build(
+            conversation=conversation,
+            sequence=sequence,
+            role=Message.Role.USER if sequence % 2 else Message.Role.ASSISTANT,
+            content=f"history {sequence}",
+        )
+        for sequence in range(1, count + 1)
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
+    return conversation
+
+
+# Credentials as a client sends them: request headers for a session's token.
+
+Headers = dict[str, str]
+COOKIE = "better-auth.session_token"
+SECURE_COOKIE = "__Secure-better-auth.session_token"
+
+
+def bearer(value: str) -> Headers:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def cookie(value: str, name: str = COOKIE) -> Headers:
+    """A `Cookie` header as a browser sends it."""
+    return {"Cookie": f"{name}={value}"}
+
+
+def encoded(value: str) -> str:
+    """URL-encoded as Better Auth writes its cookie (encodeURIComponent)."""
+    return quote(value, safe="")
+
+
+def bad_signature(session: BetterAuthSession) -> str:
+    """The session's signed token with one character of its signature
+    changed."""
+    token, _, signature = signed_token(session).rpartition(".")
+    flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
+    return f"{token}.{flipped}"

@@ -17,8 +17,10 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
 from conversations.models import BetterAuthSession, Conversation, Message, ToolCall
-from conversations.tests.factories import ConversationFactory
-from conversations.tests.views.test_chat import conversation_with_messages
+from conversations.tests.factories import (
+    ConversationFactory,
+    conversation_with_messages,
+)
 
 AUTHENTICATION = 1
 GET_CONVERSATIONS = 2

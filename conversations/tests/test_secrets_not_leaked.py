@@ -29,23 +29,18 @@ from rest_framework.test import APIClient
 from agent.tests.fakes import RecordingAgent
 from conversations.models import BetterAuthSession, Conversation, Message
 from conversations.tests.factories import (
+    SECURE_COOKIE,
     BetterAuthSessionFactory,
     ConversationFactory,
+    Headers,
     MessageFactory,
     ToolCallFactory,
-    signed_token,
-)
-from conversations.tests.views.test_auth_http import (
-    SECURE_COOKIE,
-    Headers,
     bad_signature,
     bearer,
-    chat_url,
     cookie,
     encoded,
-    latest_url,
+    signed_token,
 )
-from conversations.tests.views.test_message_list import messages_url
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +49,19 @@ FAILING = "agent.tests.fakes.FailingAgent"
 FORMATTER = logging.Formatter()
 
 Credentials = Callable[[BetterAuthSession], Headers]
+
+
+def chat_url(user_id: str) -> str:
+    return reverse("conversations:chat", args=[user_id])
+
+
+def latest_url(user_id: str) -> str:
+    return reverse("conversations:conversation-latest", args=[user_id])
+
+
+def messages_url(user_id: str, conversation_id: Any) -> str:
+    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
+
 
 CREDENTIALS = [
     pytest.param(lambda s: bearer(s.token), id="bearer-raw"),
