@@ -10,9 +10,9 @@ from django.db import connection
 import pytest
 from rest_framework.test import APIClient
 
-from conversations.better_auth import better_auth_tables_ensure
-from conversations.models import BetterAuthSession
-from conversations.tests.factories import BetterAuthSessionFactory
+from better_auth.models import BetterAuthSession
+from better_auth.tables import better_auth_tables_ensure
+from better_auth.tests.factories import BetterAuthSessionFactory
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def schema_ensure(database_url: str) -> None:
         "import django; django.setup()\n"
         "from django.core.management import call_command\n"
         "call_command('migrate', interactive=False, verbosity=0)\n"
-        "from conversations.better_auth import better_auth_tables_ensure\n"
+        "from better_auth.tables import better_auth_tables_ensure\n"
         "better_auth_tables_ensure()\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)  # noqa: S603

@@ -3,13 +3,29 @@
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatapi import schema
+from conversations.openapi import ErrorSerializer
+
+
+@extend_schema_serializer(component_name="Health")
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok"])
+
+
+@extend_schema_serializer(component_name="Ready")
+class ReadySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ready"])
 
 
 class HealthView(APIView):
@@ -22,11 +38,14 @@ class HealthView(APIView):
     @extend_schema(
         operation_id="healthz",
         summary="Liveness probe",
-        description=schema.HEALTH_DESCRIPTION,
         tags=["health"],
-        responses={200: schema.HEALTH_OK},
+        responses={
+            200: OpenApiResponse(HealthSerializer, description="The process is up.")
+        },
     )
     def get(self, request: Request) -> Response:
+        """Liveness: answers while the process serves requests; touches no
+        database. No credentials, no rate limit."""
         return Response({"status": "ok"})
 
 
@@ -43,11 +62,38 @@ class ReadyView(HealthView):
     @extend_schema(
         operation_id="readyz",
         summary="Readiness probe",
-        description=schema.READY_DESCRIPTION,
         tags=["health"],
-        responses={200: schema.READY_OK, 503: schema.READY_UNAVAILABLE},
+        responses={
+            200: OpenApiResponse(ReadySerializer, description="Ready to serve."),
+            503: OpenApiResponse(
+                ErrorSerializer,
+                description=(
+                    "`database_unavailable`: the database does not answer; "
+                    "`migrations_pending`: migrations are not all applied."
+                ),
+                examples=[
+                    OpenApiExample(
+                        "migrations_pending",
+                        value={
+                            "detail": "Migrations are not applied.",
+                            "code": "migrations_pending",
+                        },
+                    )
+                ],
+            ),
+        },
     )
     def get(self, request: Request) -> Response:
+        """Readiness: the database answers and every migration is applied.
+        No credentials, no rate limit."""
+        problem = self.problem()
+        if problem is not None:
+            return Response(problem, status=503)
+        return Response({"status": "ready"})
+
+    @staticmethod
+    def problem() -> dict[str, str] | None:
+        """The error body of an unready service, or None when ready."""
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
@@ -56,16 +102,13 @@ class ReadyView(HealthView):
                 targets = executor.loader.graph.leaf_nodes()
                 ReadyView.migrated = not executor.migration_plan(targets)
         except DatabaseError:
-            return Response(
-                {
-                    "detail": "The database is unreachable.",
-                    "code": "database_unavailable",
-                },
-                status=503,
-            )
+            return {
+                "detail": "The database is unreachable.",
+                "code": "database_unavailable",
+            }
         if not ReadyView.migrated:
-            return Response(
-                {"detail": "Migrations are not applied.", "code": "migrations_pending"},
-                status=503,
-            )
-        return Response({"status": "ready"})
+            return {
+                "detail": "Migrations are not applied.",
+                "code": "migrations_pending",
+            }
+        return None

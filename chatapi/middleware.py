@@ -10,8 +10,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import ResolverMatch
 from django.utils.functional import LazyObject
 
+from better_auth.authentication import ApiUser
 from chatapi.logging import REQUEST_ID_META, request_id_var
-from conversations.authentication import ApiUser
 
 logger = logging.getLogger("chatapi.request")
 

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "better_auth",
     "conversations",
     "agent",
 ]
@@ -242,7 +243,7 @@ X_FRAME_OPTIONS = "DENY"
 
 # Browsers. The frontend's origins may call the API cross-origin, with
 # cookies; a cookie-authenticated request that changes state must come from
-# one of them (conversations.permissions.TrustedOriginForCookies).
+# one of them (better_auth.permissions.TrustedOriginForCookies).
 FRONTEND_ORIGINS = env_list(
     "FRONTEND_ORIGINS", "http://localhost:3000" if DEBUG else ""
 )
@@ -272,12 +273,12 @@ else:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "conversations.jwt.BetterAuthJWTAuthentication",
-        "conversations.authentication.BetterAuthSessionAuthentication",
+        "better_auth.jwt.BetterAuthJWTAuthentication",
+        "better_auth.authentication.BetterAuthSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "conversations.permissions.TrustedOriginForCookies",
+        "better_auth.permissions.TrustedOriginForCookies",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["conversations.throttles.UserRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["chatapi.parsers.LimitedJSONParser"],
@@ -308,7 +309,7 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["chatapi.schema.preprocess_canonical_paths"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "chatapi.schema.postprocess_chat_request",
+        "conversations.openapi.postprocess_chat_request",
         "chatapi.schema.postprocess_request_ids",
     ],
     "ENUM_NAME_OVERRIDES": {

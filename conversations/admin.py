@@ -20,7 +20,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from conversations.models import BetterAuthUser, Conversation, Message, ToolCall
+from better_auth.models import BetterAuthUser
+from conversations.models import Conversation, Message, ToolCall
 from conversations.support import pretty_json, transcript_entries, users_with_email
 
 # The change page shows at most this many messages, the newest.

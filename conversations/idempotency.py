@@ -11,11 +11,15 @@ Stored outcomes are the ones after which running again would store the
 user's message twice: 200, and the agent's failures (502, 504), whose user
 message is already committed. Any other failure (the conversation does not
 exist, the database is down) releases the key, so a retry runs.
+
+`idempotent_response` is the whole flow for a view; the functions below it
+are its steps.
 """
 
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +28,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agent.exceptions import AgentError
 from conversations.models import IdempotencyKey
 from core.exceptions import ApplicationError, InvalidInputError
 
@@ -55,6 +64,51 @@ class StoredResponse:
     body: dict[str, Any]
 
 
+def idempotent_response(
+    request: Request,
+    *,
+    owner_id: str,
+    payload: serializers.Serializer,
+    run: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Response:
+    """`run(validated payload)` as a 200, once per `Idempotency-Key`.
+
+    Without the header, validates `payload` and runs. With it, checks the
+    key first (a bad key answers 400 whatever the body), then the body,
+    then claims the key: a stored answer is replayed with
+    `Idempotent-Replayed: true`; otherwise the run's 200 or AgentError is
+    stored for repeats, and any other failure releases the key.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        key = idempotency_key_valid(key)
+    payload.is_valid(raise_exception=True)
+    data = payload.validated_data
+    if key is None:
+        return Response(run(data))
+    claim = idempotency_key_claim(
+        owner_id=owner_id,
+        key=key,
+        fingerprint=request_fingerprint(owner_id=owner_id, **data),
+    )
+    if isinstance(claim, StoredResponse):
+        return Response(
+            claim.body, status=claim.status, headers={"Idempotent-Replayed": "true"}
+        )
+    try:
+        body = run(data)
+    except AgentError as exc:
+        # The user's message is stored: a repeat must not store it again.
+        error = {"detail": exc.detail, "code": exc.code}
+        idempotency_key_finish(claim, status=exc.status_code, body=error)
+        raise
+    except BaseException:
+        idempotency_key_release(claim)
+        raise
+    idempotency_key_finish(claim, status=200, body=body)
+    return Response(body)
+
+
 def idempotency_key_valid(value: str) -> str:
     """The header's value, or InvalidInputError: 1-255 printable ASCII."""
     if not 0 < len(value) <= MAX_KEY_LENGTH or not (
@@ -69,9 +123,10 @@ def idempotency_key_valid(value: str) -> str:
 
 
 def request_fingerprint(
-    *, owner_id: str, message: str, conversation_id: uuid.UUID | None
+    *, owner_id: str, message: str, conversation_id: uuid.UUID | None = None
 ) -> str:
-    """The same request, however its JSON was spelled."""
+    """The same request, however its JSON was spelled. Takes the chat
+    request's validated fields; an absent conversation_id is null."""
     canonical = json.dumps(
         [owner_id, message, str(conversation_id) if conversation_id else None]
     )

@@ -32,13 +32,8 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from conversations.models import (
-    BetterAuthUser,
-    Conversation,
-    Message,
-    ToolCall,
-    ToolCallStatus,
-)
+from better_auth.models import BetterAuthUser
+from conversations.models import Conversation, Message, ToolCall, ToolCallStatus
 
 __all__ = [
     "conversation_transcript",

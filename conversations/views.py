@@ -1,37 +1,52 @@
 """The chat API (CONTRACT §2). Views parse, call one service or selector,
-and render; every error is rendered by chatapi.exception_handlers."""
+and render; every error is rendered by the DRF exception handler.
 
+Each endpoint's docstring is its OpenAPI description (drf-spectacular reads
+it); the parts several endpoints share are in conversations.openapi.
+"""
+
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agent.exceptions import AgentError
-from chatapi import schema
-from conversations.idempotency import (
-    StoredResponse,
-    idempotency_key_claim,
-    idempotency_key_finish,
-    idempotency_key_release,
-    idempotency_key_valid,
-    request_fingerprint,
-)
+from conversations.idempotency import idempotent_response
 from conversations.models import ToolCall
+from conversations.openapi import (
+    error_responses,
+    idempotency_key_parameter,
+    response_headers,
+    user_id_parameter,
+)
 from conversations.selectors import (
     ConversationRow,
+    MessagePage,
     MessageRow,
     conversation_latest_for_owner,
     message_page,
 )
-from conversations.serializers import StrictCharField, StrictUUIDField
-from conversations.services import chat_message_send
+from conversations.serializers import (
+    ChatOutputSerializer,
+    ConversationLatestOutputSerializer,
+    MessagePageOutputSerializer,
+    StrictCharField,
+    StrictUUIDField,
+)
+from conversations.services import ChatExchange, chat_message_send
 from core.exceptions import NotFoundError
 
 DEFAULT_PAGE_SIZE = 100
@@ -47,6 +62,15 @@ def owner_from_path(request: Request, user_id: str) -> str:
     if user_id != request.user.id:
         raise NotFoundError()
     return user_id
+
+
+def conversation_uuid(value: str) -> uuid.UUID:
+    """The path's conversation id; a malformed one is a 404 like any unknown
+    conversation."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFoundError() from None
 
 
 # Output as plain dicts, in the shapes of conversations.serializers' output
@@ -82,11 +106,43 @@ def tool_call_out(call: ToolCall) -> dict[str, Any]:
     }
 
 
-def conversation_out(conversation: ConversationRow) -> dict[str, Any]:
+def chat_out(exchange: ChatExchange) -> dict[str, Any]:
+    return {
+        "conversation_id": str(exchange.conversation_id),
+        "response": exchange.assistant_message.content,
+        "user_message_id": str(exchange.user_message.id),
+        "assistant_message_id": str(exchange.assistant_message.id),
+        "tool_calls": [tool_call_out(call) for call in exchange.tool_calls],
+    }
+
+
+def chat_send(owner_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Send the validated chat request; the body of the 200 answer."""
+    exchange = chat_message_send(
+        owner_id=owner_id,
+        content=data["message"],
+        conversation_id=data.get("conversation_id"),
+    )
+    return chat_out(exchange)
+
+
+def conversation_out(conversation: ConversationRow | None) -> dict[str, Any]:
+    if conversation is None:
+        return {"conversation_id": None, "created_at": None, "updated_at": None}
     return {
         "conversation_id": str(conversation.id),
         "created_at": datetime_out(conversation.created_at),
         "updated_at": datetime_out(conversation.updated_at),
+    }
+
+
+def message_page_out(page: MessagePage) -> dict[str, Any]:
+    conversation = str(page.conversation_id)
+    return {
+        "conversation_id": conversation,
+        "messages": [message_out(message, conversation) for message in page.messages],
+        "has_more": page.has_more,
+        "next_before": str(page.next_before) if page.next_before else None,
     }
 
 
@@ -97,6 +153,8 @@ class ChatView(APIView):
     class InputSerializer(serializers.Serializer):
         # Stored exactly as sent: no trimming. DRF's CharField already
         # refuses NUL characters and lone surrogates (neither can be stored).
+        # The schema's limits and field descriptions come from
+        # conversations.openapi.postprocess_chat_request.
         message = StrictCharField(trim_whitespace=False)
         conversation_id = StrictUUIDField(required=False, allow_null=True)
 
@@ -116,73 +174,37 @@ class ChatView(APIView):
     @extend_schema(
         operation_id="chat_send",
         summary="Send a message; get the assistant's reply",
-        description=schema.CHAT_DESCRIPTION,
         tags=["chat"],
         request=InputSerializer,
         parameters=[
-            schema.user_id_parameter(),
-            schema.idempotency_key_parameter(),
-            *schema.response_headers(replayable=(200, 502, 504)),
+            user_id_parameter(),
+            idempotency_key_parameter(),
+            *response_headers(replayable=(200, 502, 504)),
         ],
         responses={
-            200: schema.CHAT_OK,
-            **schema.error_responses(
+            200: OpenApiResponse(
+                ChatOutputSerializer, description="The assistant's reply."
+            ),
+            **error_responses(
                 400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504
             ),
         },
     )
     def post(self, request: Request, user_id: str) -> Response:
+        """Stores the user's message (in a new conversation when
+        `conversation_id` is absent or null) and commits it before the
+        assistant runs, then stores and returns the assistant's reply with
+        the tools it called. `conversation_id` and `response` are the
+        contract; the other keys are additions. When the assistant fails
+        (502) or takes too long (504) the user's message stays stored and
+        nothing else is."""
         owner_id = owner_from_path(request, user_id)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None:
-            key = idempotency_key_valid(key)
-        payload = self.InputSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        message = payload.validated_data["message"]
-        conversation_id = payload.validated_data.get("conversation_id")
-        if key is None:
-            return Response(self.send(owner_id, message, conversation_id))
-
-        claim = idempotency_key_claim(
+        return idempotent_response(
+            request,
             owner_id=owner_id,
-            key=key,
-            fingerprint=request_fingerprint(
-                owner_id=owner_id, message=message, conversation_id=conversation_id
-            ),
+            payload=self.InputSerializer(data=request.data),
+            run=functools.partial(chat_send, owner_id),
         )
-        if isinstance(claim, StoredResponse):
-            return Response(
-                claim.body, status=claim.status, headers={"Idempotent-Replayed": "true"}
-            )
-        try:
-            body = self.send(owner_id, message, conversation_id)
-        except AgentError as exc:
-            # The user's message is stored: a repeat must not store it again.
-            idempotency_key_finish(
-                claim,
-                status=exc.status_code,
-                body={"detail": exc.detail, "code": exc.code},
-            )
-            raise
-        except BaseException:
-            idempotency_key_release(claim)
-            raise
-        idempotency_key_finish(claim, status=200, body=body)
-        return Response(body)
-
-    def send(
-        self, owner_id: str, message: str, conversation_id: uuid.UUID | None
-    ) -> dict[str, Any]:
-        exchange = chat_message_send(
-            owner_id=owner_id, content=message, conversation_id=conversation_id
-        )
-        return {
-            "conversation_id": str(exchange.conversation_id),
-            "response": exchange.assistant_message.content,
-            "user_message_id": str(exchange.user_message.id),
-            "assistant_message_id": str(exchange.assistant_message.id),
-            "tool_calls": [tool_call_out(call) for call in exchange.tool_calls],
-        }
 
 
 class ConversationLatestView(APIView):
@@ -191,21 +213,21 @@ class ConversationLatestView(APIView):
     @extend_schema(
         operation_id="conversation_latest",
         summary="The user's most recently updated conversation",
-        description=schema.CONVERSATION_LATEST_DESCRIPTION,
         tags=["conversations"],
-        parameters=[schema.user_id_parameter(), *schema.response_headers()],
+        parameters=[user_id_parameter(), *response_headers()],
         responses={
-            200: schema.CONVERSATION_LATEST_OK,
-            **schema.error_responses(401, 404, 429, 503),
+            200: OpenApiResponse(
+                ConversationLatestOutputSerializer,
+                description="The latest conversation, or nulls.",
+            ),
+            **error_responses(401, 404, 429, 503),
         },
     )
     def get(self, request: Request, user_id: str) -> Response:
+        """The user's most recently updated conversation; every field is
+        null when the user has none."""
         owner_id = owner_from_path(request, user_id)
         conversation = conversation_latest_for_owner(owner_id=owner_id)
-        if conversation is None:
-            return Response(
-                {"conversation_id": None, "created_at": None, "updated_at": None}
-            )
         return Response(conversation_out(conversation))
 
 
@@ -213,49 +235,63 @@ class MessageListView(APIView):
     throttle_scope = "read"
 
     class FilterSerializer(serializers.Serializer):
+        # Fed a plain dict, not the QueryDict: DRF reads a blank value in a
+        # QueryDict as "absent", and `?limit=` is a client error, not 100.
         limit = serializers.IntegerField(
-            min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE
+            min_value=1,
+            max_value=MAX_PAGE_SIZE,
+            default=DEFAULT_PAGE_SIZE,
+            help_text=(
+                f"Page size, 1 to {MAX_PAGE_SIZE}; without it the newest "
+                f"{DEFAULT_PAGE_SIZE} messages. Anything else answers 400."
+            ),
         )
-        before = StrictUUIDField(required=False)
+        before = StrictUUIDField(
+            required=False,
+            help_text=(
+                "A message id: the page of messages just older than it (pass "
+                "`next_before`). An id that is not a UUID answers 400."
+            ),
+        )
 
     @extend_schema(
         operation_id="message_list",
         summary="A page of a conversation's messages, oldest first",
-        description=schema.MESSAGE_LIST_DESCRIPTION,
         tags=["conversations"],
         parameters=[
-            schema.user_id_parameter(),
-            schema.conversation_id_parameter(),
-            *schema.page_parameters(default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE),
-            *schema.response_headers(),
+            user_id_parameter(),
+            # A string, not format uuid: a malformed id is a 404 like any
+            # other unknown conversation, not a 400.
+            OpenApiParameter(
+                "conversation_id",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                description=(
+                    "The conversation's id (a UUID). A malformed, unknown or "
+                    "another user's id answers 404."
+                ),
+            ),
+            FilterSerializer,
+            *response_headers(),
         ],
         responses={
-            200: schema.MESSAGE_LIST_OK,
-            **schema.error_responses(400, 401, 404, 429, 503),
+            200: OpenApiResponse(
+                MessagePageOutputSerializer, description="A page of messages."
+            ),
+            **error_responses(400, 401, 404, 429, 503),
         },
     )
     def get(self, request: Request, user_id: str, conversation_id: str) -> Response:
+        """Messages oldest first, in the order they were stored. Without
+        parameters the newest page; walk back by passing `next_before` as
+        `before` until `has_more` is false."""
         owner_id = owner_from_path(request, user_id)
-        try:
-            conversation_uuid = uuid.UUID(conversation_id)
-        except ValueError:
-            raise NotFoundError() from None
-        # A plain dict, not the QueryDict: DRF reads a blank value in a
-        # QueryDict as "absent", and `?limit=` is a client error, not 100.
+        conversation = conversation_uuid(conversation_id)
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         page = message_page(
             owner_id=owner_id,
-            conversation_id=conversation_uuid,
+            conversation_id=conversation,
             **filters.validated_data,
         )
-        conversation = str(page.conversation_id)
-        data: dict[str, Any] = {
-            "conversation_id": conversation,
-            "messages": [
-                message_out(message, conversation) for message in page.messages
-            ],
-            "has_more": page.has_more,
-            "next_before": str(page.next_before) if page.next_before else None,
-        }
-        return Response(data)
+        return Response(message_page_out(page))

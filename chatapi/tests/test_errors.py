@@ -7,8 +7,8 @@ from django.test import Client
 import pytest
 from rest_framework.test import APIClient
 
+from better_auth.tests.factories import BetterAuthSessionFactory
 from chatapi.views import bad_request, server_error
-from conversations.tests.factories import BetterAuthSessionFactory
 
 NOT_FOUND = {"detail": "Not found.", "code": "not_found"}
 

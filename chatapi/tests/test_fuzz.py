@@ -34,12 +34,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conversations.models import BetterAuthSession, Conversation, Message
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    ConversationFactory,
-    MessageFactory,
-)
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory
+from conversations.models import Conversation, Message
+from conversations.tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.slow  # thousands of generated requests
 

@@ -18,7 +18,8 @@ from django.urls import reverse
 import pytest
 from rest_framework.test import APIClient
 
-from conversations.models import BetterAuthSession, Conversation, Message, ToolCall
+from better_auth.models import BetterAuthSession
+from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
     ConversationFactory,
     MessageFactory,

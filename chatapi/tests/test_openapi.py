@@ -28,15 +28,12 @@ from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent, SlowAgent
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from chatapi.health import ReadyView
 from conversations.idempotency import request_fingerprint
-from conversations.models import BetterAuthSession, IdempotencyKey, Message
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    ConversationFactory,
-    MessageFactory,
-    signed_token,
-)
+from conversations.models import IdempotencyKey, Message
+from conversations.tests.factories import ConversationFactory, MessageFactory
 
 CHAT = "/api/v1/users/{user_id}/chat"
 LATEST = "/api/v1/users/{user_id}/conversations"

@@ -20,9 +20,10 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import SlowAgent
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from chatapi.logging import JsonFormatter, request_id_var
-from conversations.models import BetterAuthSession, Conversation, Message
-from conversations.tests.factories import BetterAuthSessionFactory, signed_token
+from conversations.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
 

@@ -1,50 +1,7 @@
-import datetime as dt
-from urllib.parse import quote
-
-from django.utils import timezone
-
 import factory
 from factory.django import DjangoModelFactory
 
-from conversations.authentication import sign_token
-from conversations.models import (
-    BetterAuthSession,
-    BetterAuthUser,
-    Conversation,
-    Message,
-    ToolCall,
-)
-
-
-class BetterAuthUserFactory(DjangoModelFactory):
-    class Meta:
-        model = BetterAuthUser
-
-    id = factory.Faker("pystr", min_chars=24, max_chars=24)
-    name = factory.Faker("name")
-    email = factory.LazyAttribute(lambda user: f"{user.id.lower()}@example.com")
-
-
-class BetterAuthSessionFactory(DjangoModelFactory):
-    class Meta:
-        model = BetterAuthSession
-
-    id = factory.Faker("pystr", min_chars=32, max_chars=32)
-    token = factory.Faker("pystr", min_chars=32, max_chars=32)
-    user = factory.SubFactory(BetterAuthUserFactory)
-    expires_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(days=7))
-
-    class Params:
-        expired = factory.Trait(
-            expires_at=factory.LazyFunction(
-                lambda: timezone.now() - dt.timedelta(seconds=1)
-            )
-        )
-
-
-def signed_token(session: BetterAuthSession) -> str:
-    """`token.signature`, as Better Auth's cookie and set-auth-token carry it."""
-    return sign_token(session.token)
+from conversations.models import Conversation, Message, ToolCall
 
 
 class ConversationFactory(DjangoModelFactory):
@@ -107,32 +64,3 @@ def conversation_with_messages(owner_id: str, count: int) -> Conversation:
     )
     Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
     return conversation
-
-
-# Credentials as a client sends them: request headers for a session's token.
-
-Headers = dict[str, str]
-COOKIE = "better-auth.session_token"
-SECURE_COOKIE = "__Secure-better-auth.session_token"
-
-
-def bearer(value: str) -> Headers:
-    return {"Authorization": f"Bearer {value}"}
-
-
-def cookie(value: str, name: str = COOKIE) -> Headers:
-    """A `Cookie` header as a browser sends it."""
-    return {"Cookie": f"{name}={value}"}
-
-
-def encoded(value: str) -> str:
-    """URL-encoded as Better Auth writes its cookie (encodeURIComponent)."""
-    return quote(value, safe="")
-
-
-def bad_signature(session: BetterAuthSession) -> str:
-    """The session's signed token with one character of its signature
-    changed."""
-    token, _, signature = signed_token(session).rpartition(".")
-    flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
-    return f"{token}.{flipped}"

@@ -11,10 +11,10 @@ from django.utils import timezone
 
 import pytest
 
+from better_auth.tests.factories import BetterAuthUserFactory
 from conversations.admin import LargeTablePaginator
 from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
-    BetterAuthUserFactory,
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,

@@ -11,13 +11,10 @@ from django.urls import reverse
 
 import pytest
 
+from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from conversations.models import Conversation, Message, ToolCall
 from conversations.support import SUPPORT_GROUP_NAME, support_group_sync
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    ToolCallFactory,
-    signed_token,
-)
+from conversations.tests.factories import ToolCallFactory
 
 MODELS = ("conversation", "message", "toolcall")
 

@@ -16,10 +16,11 @@ from django.utils import timezone
 
 import pytest
 
-from conversations.models import BetterAuthUser, Conversation, Message, ToolCall
+from better_auth.models import BetterAuthUser
+from better_auth.tests.factories import BetterAuthUserFactory
+from conversations.models import Conversation, Message, ToolCall
 from conversations.support import SUPPORT_GROUP_NAME
 from conversations.tests.factories import (
-    BetterAuthUserFactory,
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,

@@ -11,16 +11,10 @@ from django.core.management import CommandError, call_command
 
 import pytest
 
-from conversations.models import (
-    BetterAuthSession,
-    BetterAuthUser,
-    Conversation,
-    Message,
-    ToolCall,
-)
+from better_auth.models import BetterAuthSession, BetterAuthUser
+from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
+from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    BetterAuthUserFactory,
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,

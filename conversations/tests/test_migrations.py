@@ -6,11 +6,9 @@ from django.db import connection
 
 import pytest
 
-from conversations.models import BetterAuthSession, BetterAuthUser, Conversation
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    BetterAuthUserFactory,
-)
+from better_auth.models import BetterAuthSession, BetterAuthUser
+from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
+from conversations.models import Conversation
 
 OWN_TABLES = {"conversations", "messages", "tool_calls"}
 BETTER_AUTH_TABLES = {"user", "session"}

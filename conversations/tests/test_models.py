@@ -2,16 +2,10 @@ from django.db import IntegrityError, connection, models, transaction
 
 import pytest
 
-from conversations.models import (
-    BetterAuthSession,
-    BetterAuthUser,
-    Conversation,
-    Message,
-    ToolCall,
-)
+from better_auth.models import BetterAuthSession, BetterAuthUser
+from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
+from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    BetterAuthUserFactory,
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,

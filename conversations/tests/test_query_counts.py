@@ -16,7 +16,8 @@ import pytest
 from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
-from conversations.models import BetterAuthSession, Conversation, Message, ToolCall
+from better_auth.models import BetterAuthSession
+from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
     ConversationFactory,
     conversation_with_messages,

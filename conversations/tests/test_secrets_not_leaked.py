@@ -27,19 +27,22 @@ from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent
-from conversations.models import BetterAuthSession, Conversation, Message
-from conversations.tests.factories import (
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import (
     SECURE_COOKIE,
     BetterAuthSessionFactory,
-    ConversationFactory,
     Headers,
-    MessageFactory,
-    ToolCallFactory,
     bad_signature,
     bearer,
     cookie,
     encoded,
     signed_token,
+)
+from conversations.models import Conversation, Message
+from conversations.tests.factories import (
+    ConversationFactory,
+    MessageFactory,
+    ToolCallFactory,
 )
 
 pytestmark = pytest.mark.django_db

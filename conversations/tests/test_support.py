@@ -12,6 +12,7 @@ from django.utils import timezone
 
 import pytest
 
+from better_auth.tests.factories import BetterAuthUserFactory
 from conversations.models import Conversation, Message, ToolCall
 from conversations.support import (
     conversation_transcript,
@@ -20,7 +21,6 @@ from conversations.support import (
     user_find,
 )
 from conversations.tests.factories import (
-    BetterAuthUserFactory,
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,

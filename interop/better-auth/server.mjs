@@ -1,5 +1,5 @@
 // The real Better Auth, for the API's interop tests
-// (conversations/tests/interop/).
+// (better_auth/tests/interop/).
 //
 //   DATABASE_URL=postgres://... node server.mjs '<config JSON>'
 //

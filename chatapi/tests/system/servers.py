@@ -446,7 +446,7 @@ def migrate(postgres: PrivatePostgres) -> None:
     code = (
         "import django; django.setup()\n"
         "from django.core.management import call_command\n"
-        "from conversations.better_auth import better_auth_tables_ensure\n"
+        "from better_auth.tables import better_auth_tables_ensure\n"
         "call_command('migrate', verbosity=0, interactive=False)\n"
         "better_auth_tables_ensure()\n"
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conversations.authentication import sign_token
+from better_auth.authentication import sign_token
 
 from .servers import (
     DATABASE_UNAVAILABLE,

@@ -17,12 +17,9 @@ from django.db import connection
 
 import pytest
 
+from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from conversations.models import Conversation, Message, ToolCall
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    ConversationFactory,
-    signed_token,
-)
+from conversations.tests.factories import ConversationFactory
 
 from .servers import (
     PACED_AGENT,

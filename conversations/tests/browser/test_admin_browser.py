@@ -16,10 +16,11 @@ from django.contrib.auth.models import Group, User
 import pytest
 from pytest_django.live_server_helper import LiveServer
 
-from conversations.models import BetterAuthUser, Message, ToolCall
+from better_auth.models import BetterAuthUser
+from better_auth.tests.factories import BetterAuthUserFactory
+from conversations.models import Message, ToolCall
 from conversations.support import SUPPORT_GROUP_NAME
 from conversations.tests.factories import (
-    BetterAuthUserFactory,
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,

@@ -10,8 +10,9 @@ from django.urls import reverse
 import pytest
 from rest_framework.test import APIClient
 
-from conversations.models import BetterAuthSession, Conversation, Message
-from conversations.tests.factories import BetterAuthSessionFactory, signed_token
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
+from conversations.models import Conversation, Message
 
 if TYPE_CHECKING:
     from rest_framework.response import _MonkeyPatchedResponse as TestResponse

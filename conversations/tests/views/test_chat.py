@@ -14,11 +14,10 @@ from agent.backends.base import AgentReply, HistoryMessage
 from agent.backends.base import ToolCall as ReplyToolCall
 from agent.exceptions import AgentError, AgentTimeoutError
 from agent.tests.fakes import InvalidReplyAgent, ProbeAgent, RecordingAgent, SlowAgent
-from conversations.models import BetterAuthSession, Conversation, Message, ToolCall
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    conversation_with_messages,
-)
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory
+from conversations.models import Conversation, Message, ToolCall
+from conversations.tests.factories import conversation_with_messages
 
 pytestmark = pytest.mark.django_db
 

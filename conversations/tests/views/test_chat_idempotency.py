@@ -19,13 +19,15 @@ from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent, SlowAgent
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.idempotency import (
     IDEMPOTENCY_KEY_TTL,
     idempotency_keys_purge,
     request_fingerprint,
 )
-from conversations.models import BetterAuthSession, IdempotencyKey
-from conversations.tests.factories import BetterAuthSessionFactory, ConversationFactory
+from conversations.models import IdempotencyKey
+from conversations.tests.factories import ConversationFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,9 @@ from django.utils import timezone
 import pytest
 from rest_framework.test import APIClient
 
-from conversations.models import BetterAuthSession
-from conversations.tests.factories import BetterAuthSessionFactory, ConversationFactory
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory
+from conversations.tests.factories import ConversationFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -8,13 +8,11 @@ from django.urls import reverse
 import pytest
 from rest_framework.test import APIClient
 
-from conversations.models import BetterAuthSession, Conversation, Message
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory
+from conversations.models import Conversation, Message
 from conversations.serializers import MessageOutputSerializer
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    ConversationFactory,
-    MessageFactory,
-)
+from conversations.tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,10 @@ import pytest
 from pytest_django import Settings
 from rest_framework.test import APIClient, APIRequestFactory
 
-from conversations.authentication import ApiUser
-from conversations.models import BetterAuthSession, Message
-from conversations.tests.factories import BetterAuthSessionFactory
+from better_auth.authentication import ApiUser
+from better_auth.models import BetterAuthSession
+from better_auth.tests.factories import BetterAuthSessionFactory
+from conversations.models import Message
 from conversations.throttles import UserRateThrottle
 from conversations.views import ChatView
 

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from conversations.better_auth import better_auth_tables_ensure
-from conversations.models import BetterAuthSession, BetterAuthUser
+from better_auth.models import BetterAuthSession, BetterAuthUser
+from better_auth.tables import better_auth_tables_ensure
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from conversations.authentication import Credential
+from better_auth.authentication import Credential
 
 if TYPE_CHECKING:
     # Not at run time: DRF imports this module while importing its views.

@@ -4,9 +4,11 @@
 JWKS. The public keys come from the frontend's JWKS endpoint
 (`BETTER_AUTH_JWKS_URL`) or from Better Auth's `jwks` table
 (`BETTER_AUTH_JWKS_TABLE`), and are cached in process memory for
-`BETTER_AUTH_JWKS_CACHE_SECONDS`. A token naming an unknown `kid` makes the
-keys be fetched again, at most once per `REFETCH_MIN_SECONDS`. With a warm
-cache a JWT costs no database query and no network call.
+`BETTER_AUTH_JWKS_CACHE_SECONDS`. A token naming an unknown `kid` makes
+the keys be fetched again, at most once per `REFETCH_MIN_SECONDS`. With a
+warm cache a JWT costs no database query and no network call. PyJWT's
+PyJWKClient fetches the URL; the cache is this module's own (see
+`_JWKSEndpoint` for why).
 
 Off unless one of the two sources is set. A bearer value that is not a JWT
 (Better Auth's session tokens, raw or signed) is left to
@@ -35,7 +37,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import APIException, AuthenticationFailed
 from rest_framework.request import Request
 
-from conversations.authentication import ApiUser, Credential
+from better_auth.authentication import ApiUser, Credential
 
 logger = logging.getLogger(__name__)
 
@@ -301,25 +303,49 @@ def _load_jwks() -> dict[str, dict[str, Any]]:
     return found
 
 
+class _JWKSEndpoint(jwt.PyJWKClient):
+    """The frontend's JWKS endpoint, fetched by PyJWT's client.
+
+    PyJWKClient refuses URLs that are not http(s) and fetches with a
+    timeout; `fetch_data` is overridden only to read at most
+    MAX_JWKS_BYTES, and follows redirects as urllib does. Its caches are
+    off: `_KeyCache` keeps using stale keys while refreshes fail, waits
+    after a failure, and prepares each key for the algorithm a token
+    names, which PyJWKClient's cache does not.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            url,
+            cache_jwk_set=False,
+            headers={"Accept": "application/json"},
+            timeout=FETCH_TIMEOUT_SECONDS,
+        )
+
+    def fetch_data(self) -> Any:
+        request = urllib.request.Request(  # noqa: S310 (http(s) checked by __init__)
+            self.uri, headers=self.headers
+        )
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (http(s) checked by __init__)
+                request, timeout=self.timeout
+            ) as response:
+                body = response.read(MAX_JWKS_BYTES + 1)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise jwt.PyJWKClientConnectionError(str(error)) from error
+        if len(body) > MAX_JWKS_BYTES:
+            raise jwt.PyJWKClientError(f"larger than {MAX_JWKS_BYTES} bytes")
+        try:
+            return json.loads(body)
+        except ValueError as error:
+            raise jwt.PyJWKClientError(f"not JSON ({error})") from error
+
+
 def _jwks_from_url(url: str) -> list[Any]:
-    if not url.startswith(("https://", "http://")):
-        raise JWKSFetchError("BETTER_AUTH_JWKS_URL must be an http(s) URL")
-    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url, headers={"Accept": "application/json"}
-    )
     try:
-        with urllib.request.urlopen(  # noqa: S310 (scheme checked above)
-            request, timeout=FETCH_TIMEOUT_SECONDS
-        ) as response:
-            body = response.read(MAX_JWKS_BYTES + 1)
-    except (urllib.error.URLError, OSError, ValueError) as error:
+        document = _JWKSEndpoint(url).fetch_data()
+    except jwt.PyJWKClientError as error:
         raise JWKSFetchError(f"{url}: {error}") from error
-    if len(body) > MAX_JWKS_BYTES:
-        raise JWKSFetchError(f"{url}: the JWKS is larger than {MAX_JWKS_BYTES} bytes")
-    try:
-        document = json.loads(body)
-    except ValueError as error:
-        raise JWKSFetchError(f"{url}: not JSON ({error})") from error
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise JWKSFetchError(f'{url}: no "keys" list')
     return document["keys"]

@@ -6,7 +6,7 @@ project never writes them; nothing here runs there.
 
 from django.db import connections
 
-from conversations.models import BetterAuthSession, BetterAuthUser
+from better_auth.models import BetterAuthSession, BetterAuthUser
 
 
 def better_auth_tables_ensure(*, using: str = "default") -> list[str]:

@@ -17,8 +17,8 @@ from django.db import connection
 
 import pytest
 
-from conversations.jwt import jwks_cache_clear
-from conversations.tests.interop.node import (
+from better_auth.jwt import jwks_cache_clear
+from better_auth.tests.interop.node import (
     PASSWORD,
     BetterAuthClient,
     BetterAuthServer,

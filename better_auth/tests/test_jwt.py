@@ -1,4 +1,4 @@
-"""Stateless JWT mode (conversations.jwt) with keys made here.
+"""Stateless JWT mode (better_auth.jwt) with keys made here.
 
 The JWKS endpoint is a real HTTP server on 127.0.0.1; the table mode reads
 a real table. Only the cache's clock is moved, instead of waiting.
@@ -32,9 +32,10 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from conversations import jwt as jwt_mode
-from conversations.authentication import ApiUser, Credential
-from conversations.jwt import (
+from better_auth import jwt as jwt_mode
+from better_auth.authentication import ApiUser, Credential
+from better_auth.jwt import (
+    MAX_JWKS_BYTES,
     REFETCH_MIN_SECONDS,
     RETRY_AFTER_FAILURE_SECONDS,
     BetterAuthJWTAuthentication,
@@ -42,8 +43,8 @@ from conversations.jwt import (
     jwks_cache_clear,
     jwt_header,
 )
+from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from conversations.models import Conversation
-from conversations.tests.factories import BetterAuthSessionFactory, signed_token
 
 pytestmark = pytest.mark.django_db
 
@@ -482,7 +483,7 @@ def test_a_refused_jwt_is_not_logged(
 ) -> None:
     token = key.sign(aud="https://other.example.com")
 
-    with caplog.at_level(logging.DEBUG, logger="conversations.jwt"):
+    with caplog.at_level(logging.DEBUG, logger="better_auth.jwt"):
         assert_refused(token)
 
     assert caplog.records
@@ -621,6 +622,19 @@ def test_a_jwks_that_is_not_a_key_set_is_503(
 
     with pytest.raises(JWKSUnavailable):
         authenticate(key.sign())
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_jwks_larger_than_the_limit_is_503(
+    key: SigningKey, jwks_server: JWKSServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    padding = {"kid": "padding", "kty": "oct", "x": "A" * MAX_JWKS_BYTES}
+    jwks_server.keys = [key.public_jwk, padding]
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+
+    assert f"larger than {MAX_JWKS_BYTES} bytes" in caplog.text
 
 
 def test_a_jwks_url_that_is_not_http_is_503(

@@ -13,18 +13,15 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from conversations.authentication import (
+from better_auth.authentication import (
     ApiUser,
     BetterAuthSessionAuthentication,
     Credential,
     sign_token,
     verified_token,
 )
-from conversations.models import BetterAuthSession, BetterAuthUser
-from conversations.tests.factories import (
-    BetterAuthSessionFactory,
-    BetterAuthUserFactory,
-)
+from better_auth.models import BetterAuthSession, BetterAuthUser
+from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
 
 TOKEN = "Xq3wM9vTz1LkP8sRb2NcY7hJd4FgA6eU"
 

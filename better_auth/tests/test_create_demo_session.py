@@ -11,7 +11,7 @@ from django.utils import timezone
 import pytest
 from rest_framework.test import APIClient
 
-from conversations.models import BetterAuthSession, BetterAuthUser
+from better_auth.models import BetterAuthSession, BetterAuthUser
 
 # The command runs in autocommit, as under manage.py. Rows of Better Auth's
 # tables survive the flush after such tests, hence the cleanup fixture.

@@ -18,15 +18,9 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent
-from conversations.authentication import sign_token
-from conversations.models import (
-    BetterAuthSession,
-    BetterAuthUser,
-    Conversation,
-    Message,
-    ToolCall,
-)
-from conversations.tests.factories import (
+from better_auth.authentication import sign_token
+from better_auth.models import BetterAuthSession, BetterAuthUser
+from better_auth.tests.factories import (
     COOKIE,
     SECURE_COOKIE,
     BetterAuthSessionFactory,
@@ -37,6 +31,7 @@ from conversations.tests.factories import (
     encoded,
     signed_token,
 )
+from conversations.models import Conversation, Message, ToolCall
 
 if TYPE_CHECKING:
     from rest_framework.response import _MonkeyPatchedResponse as TestResponse

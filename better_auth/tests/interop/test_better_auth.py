@@ -20,19 +20,20 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from conversations.authentication import (
+from better_auth.authentication import (
     ApiUser,
     BetterAuthSessionAuthentication,
     Credential,
 )
-from conversations.jwt import BetterAuthJWTAuthentication
-from conversations.models import BetterAuthSession, Conversation
-from conversations.tests.interop.node import (
+from better_auth.jwt import BetterAuthJWTAuthentication
+from better_auth.models import BetterAuthSession
+from better_auth.tests.interop.node import (
     PASSWORD,
     BetterAuthClient,
     BetterAuthServer,
     SignedIn,
 )
+from conversations.models import Conversation
 
 if TYPE_CHECKING:
     from rest_framework.response import _MonkeyPatchedResponse as TestResponse

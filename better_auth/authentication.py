@@ -27,7 +27,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from conversations.models import BetterAuthSession, BetterAuthUser
+from better_auth.models import BetterAuthSession, BetterAuthUser
 
 # Better Auth's tokens are 32 characters; anything far longer is not one.
 MAX_CREDENTIAL_LENGTH = 1024
