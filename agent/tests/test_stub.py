@@ -181,6 +181,18 @@ def test_stub_reply_is_frozen() -> None:
         ("hello", []),
         ("anything else", []),
     ],
+    ids=[
+        "add buy milk",
+        "add",
+        "list pending",
+        "complete 3",
+        "complete",
+        "delete 3",
+        "update 3 to eggs",
+        "update 3",
+        "hello",
+        "anything else",
+    ],
 )
 def test_stub_tool_calls_are_json_serialisable(
     message: str, tool_names: list[str]
