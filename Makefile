@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint check clean bench
+.PHONY: run test test-quick lint check clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: $(VENV)/.runtime
 ## test: lint, type-check, check migrations, run the whole suite
 test: lint check
 	$(BIN)/pytest
+
+## test-quick: the edit-and-rerun loop: the suite without the `slow` tests
+## (subprocesses, servers, the browser, Node.js, the fuzzer); no lint
+test-quick: $(VENV)/.dev
+	$(BIN)/pytest -m "not slow"
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

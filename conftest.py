@@ -1,4 +1,8 @@
+import itertools
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
 
 from django.core.cache import cache
 from django.db import connection
@@ -23,12 +27,31 @@ def django_db_setup(django_db_setup, django_db_blocker):
         better_auth_tables_ensure()
 
 
-def pytest_collection_modifyitems(config, items):
-    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
-        return
+# Test directories (under any app's `tests/`) whose every test starts a
+# server, a browser or Node.js: marked `slow` by where they live, so a file
+# moved or added there is marked too.
+SLOW_DIRECTORIES = {"system", "browser", "interop"}
+
+
+def _in_slow_directory(path: Path) -> bool:
+    return any(
+        parent == "tests" and child in SLOW_DIRECTORIES
+        for parent, child in itertools.pairwise(path.parts)
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    on_postgresql = os.environ.get("DATABASE_URL", "").startswith(
+        ("postgres://", "postgresql://")
+    )
     skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
     for item in items:
-        if "postgresql" in item.keywords:
+        if _in_slow_directory(item.path.relative_to(config.rootpath)):
+            item.add_marker(pytest.mark.slow)
+        if not on_postgresql and "postgresql" in item.keywords:
             item.add_marker(skip)
 
 
@@ -38,6 +61,21 @@ def _postgresql_when_asked(django_db_setup, django_db_blocker):
     if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         with django_db_blocker.unblock():
             assert connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="session")
+def unavailable() -> Callable[..., NoReturn]:
+    """`unavailable(reason, required_by=VARIABLE)`, for a test whose outside
+    tool (Node.js, Chromium, Redis, PostgreSQL binaries) is missing: skips the
+    test, or fails it where VARIABLE is set, as CI sets it, so that CI cannot
+    go green by skipping what it is there to run."""
+
+    def skip_or_fail(reason: str, *, required_by: str) -> NoReturn:
+        if os.environ.get(required_by):
+            pytest.fail(f"{reason} ({required_by} is set)", pytrace=False)
+        pytest.skip(reason)
+
+    return skip_or_fail
 
 
 @pytest.fixture(autouse=True)

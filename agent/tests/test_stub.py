@@ -37,7 +37,7 @@ def test_stub_add_calls_add_task_with_title() -> None:
     assert call.parameters == {"title": "buy milk"}
     assert call.status == "success"
     assert call.result["title"] == "buy milk"
-    assert "buy milk" in reply.content
+    assert reply.content == "Added “buy milk” to your tasks."
 
 
 def test_stub_add_strips_task_word() -> None:
@@ -60,9 +60,13 @@ def test_stub_add_without_title_reports_error_and_asks() -> None:
 
     assert len(reply.tool_calls) == 1
     call = reply.tool_calls[0]
-    assert call.tool_name == "add_task"
-    assert call.status == "error"
-    assert reply.content.endswith("?")
+    assert (call.tool_name, call.parameters, call.status) == (
+        "add_task",
+        {"title": ""},
+        "error",
+    )
+    assert call.result == {"error": "missing argument"}
+    assert reply.content == "What should the task be called?"
 
 
 def test_stub_list_pending_calls_list_tasks_with_status() -> None:
@@ -105,18 +109,22 @@ def test_stub_update_without_to_keeps_whole_title() -> None:
     assert reply.tool_calls[0].parameters == {"task_id": "3", "title": "tomatoes"}
 
 
-def test_stub_hello_greets_without_tool_calls() -> None:
-    reply = reply_to("hello")
+@pytest.mark.parametrize(
+    "message", ["hello", "Hi", "hey there", "Good morning!", "good evening"]
+)
+def test_stub_greeting_gets_hello_and_help_without_tool_calls(message: str) -> None:
+    reply = reply_to(message)
 
-    assert reply.content.startswith("Hello!")
+    assert reply == AgentReply(content=f"Hello! {HELP}")
     assert reply.tool_calls == ()
 
 
 def test_stub_other_text_gets_canned_reply_without_tool_calls() -> None:
     reply = reply_to("what is the weather?")
 
-    assert "what is the weather?" in reply.content
-    assert HELP in reply.content
+    assert reply.content == (
+        f"(stub assistant, turn 1) You said: what is the weather?\n{HELP}"
+    )
     assert reply.tool_calls == ()
 
 
@@ -160,8 +168,20 @@ def test_stub_reply_is_frozen() -> None:
 
 
 @pytest.mark.parametrize(
-    "message",
+    ("message", "tool_names"),
     [
+        ("add buy milk", ["add_task"]),
+        ("add", ["add_task"]),
+        ("list pending", ["list_tasks"]),
+        ("complete 3", ["complete_task"]),
+        ("complete", ["complete_task"]),
+        ("delete 3", ["delete_task"]),
+        ("update 3 to eggs", ["update_task"]),
+        ("update 3", ["update_task"]),
+        ("hello", []),
+        ("anything else", []),
+    ],
+    ids=[
         "add buy milk",
         "add",
         "list pending",
@@ -174,12 +194,17 @@ def test_stub_reply_is_frozen() -> None:
         "anything else",
     ],
 )
-def test_stub_tool_calls_are_json_serialisable(message: str) -> None:
+def test_stub_tool_calls_are_json_serialisable(
+    message: str, tool_names: list[str]
+) -> None:
     reply = reply_to(message)
 
+    assert [call.tool_name for call in reply.tool_calls] == tool_names
     for call in reply.tool_calls:
-        json.dumps(call.parameters, allow_nan=False)
-        json.dumps(call.result, allow_nan=False)
+        assert json.loads(json.dumps(call.parameters, allow_nan=False)) == (
+            call.parameters
+        )
+        assert json.loads(json.dumps(call.result, allow_nan=False)) == call.result
 
 
 @pytest.mark.parametrize("prefix", ["", "add ", "update 3 to ", "complete "])

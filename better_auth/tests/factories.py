@@ -1,6 +1,7 @@
 """Better Auth's users and sessions for tests, as Better Auth would write them."""
 
 import datetime as dt
+from urllib.parse import quote
 
 from django.utils import timezone
 
@@ -40,3 +41,32 @@ class BetterAuthSessionFactory(DjangoModelFactory):
 def signed_token(session: BetterAuthSession) -> str:
     """`token.signature`, as Better Auth's cookie and set-auth-token carry it."""
     return sign_token(session.token)
+
+
+# Credentials as a client sends them: request headers for a session's token.
+
+Headers = dict[str, str]
+COOKIE = "better-auth.session_token"
+SECURE_COOKIE = "__Secure-better-auth.session_token"
+
+
+def bearer(value: str) -> Headers:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def cookie(value: str, name: str = COOKIE) -> Headers:
+    """A `Cookie` header as a browser sends it."""
+    return {"Cookie": f"{name}={value}"}
+
+
+def encoded(value: str) -> str:
+    """URL-encoded as Better Auth writes its cookie (encodeURIComponent)."""
+    return quote(value, safe="")
+
+
+def bad_signature(session: BetterAuthSession) -> str:
+    """The session's signed token with one character of its signature
+    changed."""
+    token, _, signature = signed_token(session).rpartition(".")
+    flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
+    return f"{token}.{flipped}"

@@ -20,7 +20,17 @@ from rest_framework.test import APIClient
 from agent.tests.fakes import RecordingAgent
 from better_auth.authentication import sign_token
 from better_auth.models import BetterAuthSession, BetterAuthUser
-from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
+from better_auth.tests.factories import (
+    COOKIE,
+    SECURE_COOKIE,
+    BetterAuthSessionFactory,
+    Headers,
+    bad_signature,
+    bearer,
+    cookie,
+    encoded,
+    signed_token,
+)
 from conversations.models import Conversation, Message, ToolCall
 
 if TYPE_CHECKING:
@@ -46,11 +56,6 @@ SIGNATURE_REQUIRED = {
     "detail": "A signed session token is required.",
     "code": "authentication_failed",
 }
-COOKIE = "better-auth.session_token"
-SECURE_COOKIE = "__Secure-better-auth.session_token"
-
-Headers = dict[str, str]
-
 # One of each way a session reaches the API; names resolve when called.
 CREDENTIAL_FORMS = [
     pytest.param(lambda s: bearer(s.token), id="bearer-raw"),
@@ -75,29 +80,9 @@ def chat_url(user_id: str) -> str:
     return reverse("conversations:chat", args=[user_id])
 
 
-def bearer(value: str) -> Headers:
-    return {"Authorization": f"Bearer {value}"}
-
-
-def cookie(value: str, name: str = COOKIE) -> Headers:
-    """A `Cookie` header as a browser sends it."""
-    return {"Cookie": f"{name}={value}"}
-
-
-def encoded(value: str) -> str:
-    """URL-encoded as Better Auth writes its cookie (encodeURIComponent)."""
-    return quote(value, safe="")
-
-
 def signed_with(token: str, secret: str) -> str:
     digest = hmac.new(secret.encode(), token.encode(), hashlib.sha256).digest()
     return f"{token}.{base64.b64encode(digest).decode()}"
-
-
-def bad_signature(session: BetterAuthSession) -> str:
-    token, _, signature = signed_token(session).rpartition(".")
-    flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
-    return f"{token}.{flipped}"
 
 
 def get_latest(user_id: str, headers: Headers) -> "TestResponse":

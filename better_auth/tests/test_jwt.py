@@ -53,6 +53,8 @@ AUDIENCE = "https://app.example.com"
 USER_ID = "Kq8dJ2mX7pR4tV9wZ1bN6cF3hL5sY0aE"
 INVALID_TOKEN = {"detail": "Invalid or expired token.", "code": "authentication_failed"}
 TABLE = "jwks_unit_test"
+# Whom a token of SigningKey.sign() authenticates, and how.
+ANN = (ApiUser(id=USER_ID, email="ann@example.com", name="Ann"), Credential("jwt"))
 
 
 @dataclass
@@ -338,7 +340,7 @@ def test_a_warm_cache_costs_no_query_and_no_fetch(
     with django_assert_num_queries(0):
         result = authenticate(key.sign())
 
-    assert result is not None
+    assert result == ANN
     assert jwks_server.requests == 1
 
 
@@ -503,7 +505,7 @@ def test_an_unknown_kid_fetches_the_keys_again(
 
     result = authenticate(rotated.sign())
 
-    assert result is not None
+    assert result == ANN
     assert jwks_server.requests == 2
 
 
@@ -593,7 +595,7 @@ def test_jwks_down_retries_only_after_a_pause(
     jwks_server.status = 200
     clock.advance(RETRY_AFTER_FAILURE_SECONDS)
 
-    assert authenticate(key.sign()) is not None
+    assert authenticate(key.sign()) == ANN
     assert jwks_server.requests == 2
 
 
@@ -608,7 +610,7 @@ def test_jwks_down_after_the_ttl_keeps_the_cached_keys(
 
     result = authenticate(key.sign())
 
-    assert result is not None
+    assert result == ANN
     assert jwks_server.requests == 2
 
 
@@ -695,7 +697,7 @@ def test_table_mode_infers_the_algorithm_from_the_key(
     signing = make_key(alg)
     store_key(jwks_table, signing)
 
-    assert authenticate(signing.sign()) is not None
+    assert authenticate(signing.sign()) == ANN
 
 
 def test_table_mode_caches_the_keys(
@@ -712,7 +714,7 @@ def test_table_mode_caches_the_keys(
     with django_assert_num_queries(0):
         result = authenticate(key.sign())
 
-    assert result is not None
+    assert result == ANN
 
 
 def test_table_mode_finds_a_new_key_by_its_kid(
@@ -724,7 +726,7 @@ def test_table_mode_finds_a_new_key_by_its_kid(
     store_key(jwks_table, rotated)
     clock.advance(REFETCH_MIN_SECONDS)
 
-    assert authenticate(rotated.sign()) is not None
+    assert authenticate(rotated.sign()) == ANN
 
 
 def test_table_mode_refuses_a_key_not_in_the_table(
@@ -754,7 +756,7 @@ def test_changing_the_source_forgets_the_cached_keys(
     settings: Settings, jwks_server: JWKSServer, jwks_table: str, key: SigningKey
 ) -> None:
     store_key(jwks_table, key)
-    assert authenticate(key.sign()) is not None
+    assert authenticate(key.sign()) == ANN
 
     jwks_server.publish()
     settings.BETTER_AUTH_JWKS_URL = jwks_server.url

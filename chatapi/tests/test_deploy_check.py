@@ -6,7 +6,11 @@ import re
 import secrets
 import subprocess
 
+import pytest
+
 from chatapi.tests.environment import ROOT, run_python
+
+pytestmark = pytest.mark.slow  # `manage.py check --deploy` in a fresh interpreter
 
 
 def production_environment() -> dict[str, str]:

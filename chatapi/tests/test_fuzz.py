@@ -39,6 +39,8 @@ from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message
 from conversations.tests.factories import ConversationFactory, MessageFactory
 
+pytestmark = pytest.mark.slow  # thousands of generated requests
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

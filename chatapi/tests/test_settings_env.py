@@ -14,6 +14,8 @@ import pytest
 
 from chatapi.tests.environment import ROOT, run_python
 
+pytestmark = pytest.mark.slow  # a fresh interpreter per test
+
 SCRIPT = """
 import json
 import logging

@@ -52,6 +52,7 @@ def test_missing_static_file_is_404_not_500(client: Client, settings: Settings) 
     assert response.status_code == 404
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_production_settings_serve_static_with_django_debug_0(tmp_path: Path) -> None:
     """The production settings module, as `DJANGO_DEBUG=0` starts it."""
     script = (

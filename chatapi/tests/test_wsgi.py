@@ -1,6 +1,10 @@
 """The WSGI entry point, loaded as gunicorn loads it (a fresh process)."""
 
+import pytest
+
 from chatapi.tests.environment import run_python
+
+pytestmark = pytest.mark.slow  # a fresh interpreter
 
 SCRIPT = """
 import gc, sys

@@ -47,3 +47,20 @@ class ToolCallFactory(DjangoModelFactory):
     parameters = factory.LazyFunction(lambda: {"title": "buy milk"})
     result = factory.LazyFunction(lambda: {"task_id": "1"})
     status = ToolCall.Status.SUCCESS
+
+
+def conversation_with_messages(owner_id: str, count: int) -> Conversation:
+    """A conversation of `count` messages ("history 1", ...), alternating
+    user and assistant."""
+    conversation = ConversationFactory.create(owner_id=owner_id)
+    Message.objects.bulk_create(
+        MessageFactory.build(
+            conversation=conversation,
+            sequence=sequence,
+            role=Message.Role.USER if sequence % 2 else Message.Role.ASSISTANT,
+            content=f"history {sequence}",
+        )
+        for sequence in range(1, count + 1)
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
+    return conversation

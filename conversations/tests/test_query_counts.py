@@ -19,8 +19,10 @@ from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
 from conversations.models import Conversation, Message, ToolCall
-from conversations.tests.factories import ConversationFactory
-from conversations.tests.views.test_chat import conversation_with_messages
+from conversations.tests.factories import (
+    ConversationFactory,
+    conversation_with_messages,
+)
 
 AUTHENTICATION = 1
 GET_CONVERSATIONS = AUTHENTICATION + 1

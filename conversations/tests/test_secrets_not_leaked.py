@@ -28,16 +28,15 @@ from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent
 from better_auth.models import BetterAuthSession
-from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
-from better_auth.tests.test_auth_http import (
+from better_auth.tests.factories import (
     SECURE_COOKIE,
+    BetterAuthSessionFactory,
     Headers,
     bad_signature,
     bearer,
-    chat_url,
     cookie,
     encoded,
-    latest_url,
+    signed_token,
 )
 from conversations.models import Conversation, Message
 from conversations.tests.factories import (
@@ -45,7 +44,6 @@ from conversations.tests.factories import (
     MessageFactory,
     ToolCallFactory,
 )
-from conversations.tests.views.test_message_list import messages_url
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +52,19 @@ FAILING = "agent.tests.fakes.FailingAgent"
 FORMATTER = logging.Formatter()
 
 Credentials = Callable[[BetterAuthSession], Headers]
+
+
+def chat_url(user_id: str) -> str:
+    return reverse("conversations:chat", args=[user_id])
+
+
+def latest_url(user_id: str) -> str:
+    return reverse("conversations:conversation-latest", args=[user_id])
+
+
+def messages_url(user_id: str, conversation_id: Any) -> str:
+    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
+
 
 CREDENTIALS = [
     pytest.param(lambda s: bearer(s.token), id="bearer-raw"),

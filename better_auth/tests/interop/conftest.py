@@ -8,8 +8,9 @@ missing or older than the lockfile.
 """
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from django.conf import settings
 from django.db import connection
@@ -18,6 +19,7 @@ import pytest
 
 from better_auth.jwt import jwks_cache_clear
 from better_auth.tests.interop.node import (
+    PASSWORD,
     BetterAuthClient,
     BetterAuthServer,
     NodeMissing,
@@ -26,17 +28,17 @@ from better_auth.tests.interop.node import (
     node_and_npm,
     npm_ci_when_stale,
 )
-from chatapi.tests.environment import unavailable
 
 INTEROP_DIR = Path(settings.BASE_DIR) / "interop" / "better-auth"
 OTHER_SECRET = "another-frontends-better-auth-secret-for-tests"
-PASSWORD = "correct-horse-battery-staple"
 # The short-lived JWTs of the `short_jwt` instance.
 SHORT_JWT_SECONDS = 4
 
 
 @pytest.fixture(scope="session")
-def better_auth_server(django_db_setup: None) -> Iterator[BetterAuthServer]:
+def better_auth_server(
+    django_db_setup: None, unavailable: Callable[..., NoReturn]
+) -> Iterator[BetterAuthServer]:
     """Better Auth instances on the test database, for the whole run.
 
     - main: our BETTER_AUTH_SECRET, plain cookies, the JWT plugin (defaults);

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+# The password every test user signs up with.
+PASSWORD = "correct-horse-battery-staple"
 SKIP_REASON = "Node.js/npm not found: real Better Auth interop tests skipped"
 START_TIMEOUT_SECONDS = 60
 NPM_TIMEOUT_SECONDS = 600

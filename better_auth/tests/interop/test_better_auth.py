@@ -27,8 +27,8 @@ from better_auth.authentication import (
 )
 from better_auth.jwt import BetterAuthJWTAuthentication
 from better_auth.models import BetterAuthSession
-from better_auth.tests.interop.conftest import PASSWORD
 from better_auth.tests.interop.node import (
+    PASSWORD,
     BetterAuthClient,
     BetterAuthServer,
     SignedIn,

@@ -9,10 +9,9 @@ import shutil
 import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
-
-from chatapi.tests.environment import unavailable
 
 from .servers import (
     FIGURES,
@@ -79,7 +78,9 @@ def gunicorn(
 
 
 @pytest.fixture
-def private_postgres(request: pytest.FixtureRequest) -> Iterator[PrivatePostgres]:
+def private_postgres(
+    request: pytest.FixtureRequest, unavailable: Callable[..., NoReturn]
+) -> Iterator[PrivatePostgres]:
     """A migrated PostgreSQL instance that the test may stop and start."""
     bindir = postgres_bin()
     # PostgreSQL refuses to run as root: root runs it as the postgres user.

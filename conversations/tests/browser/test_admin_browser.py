@@ -7,8 +7,9 @@ set (as in CI), which makes its absence a failure.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from django.contrib.auth.models import Group, User
 
@@ -17,7 +18,6 @@ from pytest_django.live_server_helper import LiveServer
 
 from better_auth.models import BetterAuthUser
 from better_auth.tests.factories import BetterAuthUserFactory
-from chatapi.tests.environment import unavailable
 from conversations.models import Message, ToolCall
 from conversations.support import SUPPORT_GROUP_NAME
 from conversations.tests.factories import (
@@ -46,13 +46,12 @@ TRANSCRIPT = [
 
 
 @pytest.fixture
-def chromium() -> Path:
+def chromium(unavailable: Callable[..., NoReturn]) -> Path:
     if CHROMIUM.exists():
         return CHROMIUM
     message = f"Chromium not found at {CHROMIUM}: the browser test needs Debian's "
     message += "chromium package (apt-get install chromium)."
     unavailable(message, required_by="CHATAPI_REQUIRE_BROWSER")
-    return CHROMIUM  # not reached: unavailable() skips or fails
 
 
 @pytest.fixture

@@ -19,38 +19,29 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.urls import reverse
+
 import pytest
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent
 from better_auth.models import BetterAuthSession
-from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
-from better_auth.tests.test_auth_http import (
-    CREDENTIAL_FORMS,
-    INVALID_SESSION,
-    MALFORMED,
-    NOT_PROVIDED,
+from better_auth.tests.factories import (
     SECURE_COOKIE,
+    BetterAuthSessionFactory,
     Headers,
     bad_signature,
     bearer,
-    chat_url,
     cookie,
     encoded,
-    latest_url,
+    signed_token,
 )
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
     ConversationFactory,
     MessageFactory,
     ToolCallFactory,
-)
-from conversations.tests.views.test_chat import row_counts
-from conversations.tests.views.test_message_list import (
-    NOT_FOUND,
-    assert_invalid_parameter,
-    messages_url,
 )
 
 if TYPE_CHECKING:
@@ -60,9 +51,24 @@ pytestmark = pytest.mark.django_db
 
 RECORDING = "agent.tests.fakes.RecordingAgent"
 UNKNOWN_USER = "no-such-user"
+NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
+NOT_PROVIDED = {
+    "detail": "Authentication credentials were not provided.",
+    "code": "not_authenticated",
+}
+INVALID_SESSION = {
+    "detail": "Invalid or expired session.",
+    "code": "authentication_failed",
+}
+MALFORMED = {
+    "detail": "Malformed Authorization header.",
+    "code": "authentication_failed",
+}
 # Every credential form of CONTRACT §3, applied to a session.
 CREDENTIALS = [
-    *CREDENTIAL_FORMS,
+    pytest.param(lambda s: bearer(s.token), id="bearer-raw"),
+    pytest.param(lambda s: bearer(signed_token(s)), id="bearer-signed"),
+    pytest.param(lambda s: cookie(encoded(signed_token(s))), id="cookie"),
     pytest.param(
         lambda s: cookie(encoded(signed_token(s)), SECURE_COOKIE), id="secure-cookie"
     ),
@@ -205,11 +211,28 @@ def world(session: BetterAuthSession) -> World:
 
 def database_state() -> tuple[tuple[int, int, int], list[tuple[Any, ...]]]:
     """Row counts, and each conversation's sequence and `updated_at`."""
-    return row_counts(), list(
+    counts = (
+        Conversation.objects.count(),
+        Message.objects.count(),
+        ToolCall.objects.count(),
+    )
+    return counts, list(
         Conversation.objects.order_by("pk").values_list(
             "pk", "owner_id", "last_sequence", "updated_at"
         )
     )
+
+
+def chat_url(user_id: str) -> str:
+    return reverse("conversations:chat", args=[user_id])
+
+
+def latest_url(user_id: str) -> str:
+    return reverse("conversations:conversation-latest", args=[user_id])
+
+
+def messages_url(user_id: str, conversation_id: Any) -> str:
+    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
 
 
 def url(endpoint: str, user_id: str, conversation_id: str | None) -> str:
@@ -464,6 +487,11 @@ def test_matrix_chat_malformed_body_conversation_id_is_bad_request(
         headers=credentials(world.me),
     )
 
-    assert_invalid_parameter(response, "conversation_id")
+    assert response.status_code == 400
+    body = response.json()
+    assert set(body) == {"detail", "code", "errors"}
+    assert isinstance(body["detail"], str)
+    assert isinstance(body["code"], str)
+    assert list(body["errors"]) == ["conversation_id"]
     assert database_state() == before
     assert recording_agent.calls == []

@@ -1,6 +1,6 @@
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db.models import F
@@ -17,7 +17,7 @@ from agent.tests.fakes import InvalidReplyAgent, ProbeAgent, RecordingAgent, Slo
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message, ToolCall
-from conversations.tests.factories import ConversationFactory, MessageFactory
+from conversations.tests.factories import conversation_with_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +32,9 @@ RESPONSE_KEYS = {
 TOOL_CALL_KEYS = {"id", "tool_name", "parameters", "result", "status"}
 STUB = "agent.backends.stub.StubAgent"
 RECORDING = "agent.tests.fakes.RecordingAgent"
+# The fixtures of conversations/tests/conftest.py.
+RowCounts = Callable[[], tuple[int, int, int]]
+AssertError = Callable[[Any, int, str], dict[str, Any]]
 
 # Statements of one POST on PostgreSQL (conversations.postgres), in tests
 # with and without the test transaction: every write is one autocommit
@@ -69,46 +72,12 @@ def chat(api: APIClient, user_id: str, payload: Any) -> Any:
     return api.post(chat_url(user_id), payload, format="json")
 
 
-def row_counts() -> tuple[int, int, int]:
-    return (
-        Conversation.objects.count(),
-        Message.objects.count(),
-        ToolCall.objects.count(),
-    )
-
-
 def stored(conversation_id: Any) -> list[tuple[int, str, str]]:
     return list(
         Message.objects.filter(conversation_id=conversation_id)
         .order_by("sequence")
         .values_list("sequence", "role", "content")
     )
-
-
-def conversation_with_messages(owner_id: str, count: int) -> Conversation:
-    """A conversation of `count` messages, alternating user and assistant."""
-    conversation = ConversationFactory.create(owner_id=owner_id)
-    Message.objects.bulk_create(
-        MessageFactory.build(
-            conversation=conversation,
-            sequence=sequence,
-            role=Message.Role.USER if sequence % 2 else Message.Role.ASSISTANT,
-            content=f"history {sequence}",
-        )
-        for sequence in range(1, count + 1)
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
-    return conversation
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status
-    assert response["Content-Type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
 
 
 # --- success -------------------------------------------------------------
@@ -378,7 +347,7 @@ def test_chat_trailing_slash_is_served_without_redirect(
 
 
 def test_chat_path_user_id_of_another_user_is_not_found(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient, session: BetterAuthSession, row_counts: RowCounts
 ) -> None:
     other = BetterAuthSessionFactory.create()
     mine = conversation_with_messages(session.user_id, 2)
@@ -397,7 +366,7 @@ def test_chat_path_user_id_of_another_user_is_not_found(
 
 
 def test_chat_path_user_id_unknown_is_not_found(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient, session: BetterAuthSession, row_counts: RowCounts
 ) -> None:
     response = chat(api, "no-such-user", {"message": "hi"})
 
@@ -407,7 +376,7 @@ def test_chat_path_user_id_unknown_is_not_found(
 
 
 def test_chat_conversation_of_another_user_is_not_found(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient, session: BetterAuthSession, row_counts: RowCounts
 ) -> None:
     theirs = conversation_with_messages("someone-else", 2)
     before = row_counts()
@@ -428,7 +397,7 @@ def test_chat_conversation_of_another_user_is_not_found(
 
 
 def test_chat_nonexistent_conversation_is_not_found(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient, session: BetterAuthSession, row_counts: RowCounts
 ) -> None:
     conversation_with_messages(session.user_id, 2)
     before = row_counts()
@@ -451,7 +420,11 @@ def test_chat_nonexistent_conversation_is_not_found(
     ids=["garbage", "truncated", "nan", "not-utf8"],
 )
 def test_chat_body_not_json_is_bad_request(
-    api: APIClient, session: BetterAuthSession, raw: bytes
+    api: APIClient,
+    session: BetterAuthSession,
+    raw: bytes,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     response = api.post(chat_url(session.user_id), raw, content_type="application/json")
 
@@ -461,7 +434,10 @@ def test_chat_body_not_json_is_bad_request(
 
 
 def test_chat_empty_body_is_bad_request(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient,
+    session: BetterAuthSession,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     response = api.post(chat_url(session.user_id), b"", content_type="application/json")
 
@@ -471,12 +447,23 @@ def test_chat_empty_body_is_bad_request(
 
 
 @pytest.mark.parametrize(
-    "raw",
-    [b"[]", b'[{"message": "hi"}]', b'"hi"', b"42", b"null", b"true"],
+    ("raw", "code"),
+    [
+        (b"[]", "invalid"),
+        (b'[{"message": "hi"}]', "invalid"),
+        (b'"hi"', "invalid"),
+        (b"42", "invalid"),
+        (b"null", "null"),
+        (b"true", "invalid"),
+    ],
     ids=["empty-array", "array", "string", "number", "null", "bool"],
 )
 def test_chat_json_not_an_object_is_bad_request(
-    api: APIClient, session: BetterAuthSession, raw: bytes
+    api: APIClient,
+    session: BetterAuthSession,
+    raw: bytes,
+    code: str,
+    row_counts: RowCounts,
 ) -> None:
     response = api.post(chat_url(session.user_id), raw, content_type="application/json")
 
@@ -484,8 +471,7 @@ def test_chat_json_not_an_object_is_bad_request(
     assert response["Content-Type"] == "application/json"
     body = response.json()
     assert set(body) == {"detail", "code", "errors"}
-    assert isinstance(body["code"], str)
-    assert body["code"]
+    assert body["code"] == code
     assert set(body["errors"]) == {"non_field_errors"}
     assert row_counts() == (0, 0, 0)
 
@@ -528,6 +514,8 @@ def test_chat_invalid_message_is_bad_request(
     session: BetterAuthSession,
     payload: dict[str, Any],
     code: str,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     response = chat(api, session.user_id, payload)
 
@@ -538,7 +526,7 @@ def test_chat_invalid_message_is_bad_request(
 
 @pytest.mark.parametrize("message", ["", "  \n\t", 42, None, "a\u0000b"], ids=str)
 def test_chat_invalid_message_changes_existing_conversation_not(
-    api: APIClient, session: BetterAuthSession, message: Any
+    api: APIClient, session: BetterAuthSession, message: Any, row_counts: RowCounts
 ) -> None:
     conversation = conversation_with_messages(session.user_id, 2)
     before = row_counts()
@@ -557,7 +545,10 @@ def test_chat_invalid_message_changes_existing_conversation_not(
 
 
 def test_chat_lone_surrogate_is_bad_request(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient,
+    session: BetterAuthSession,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     response = api.post(
         chat_url(session.user_id),
@@ -589,7 +580,11 @@ def test_chat_escaped_surrogate_pair_is_stored_as_one_character(
     ids=["abc", "empty", "bad-hex", "int", "list", "object", "bool"],
 )
 def test_chat_conversation_id_not_uuid_is_bad_request(
-    api: APIClient, session: BetterAuthSession, conversation_id: Any
+    api: APIClient,
+    session: BetterAuthSession,
+    conversation_id: Any,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     conversation_with_messages(session.user_id, 2)
     before = row_counts()
@@ -614,6 +609,8 @@ def test_chat_message_length_limit(
     settings: Settings,
     message: str,
     status: int,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     settings.CHAT_MAX_MESSAGE_CHARS = 10
 
@@ -630,7 +627,11 @@ def test_chat_message_length_limit(
 
 
 def test_chat_body_over_upload_limit_is_too_large(
-    api: APIClient, session: BetterAuthSession, settings: Settings
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     raw = b'{"message": "' + b"x" * 1100 + b'"}'
@@ -667,7 +668,12 @@ def test_chat_body_exactly_at_upload_limit_is_accepted(
     ids=["form", "text", "json-as-text", "xml"],
 )
 def test_chat_non_json_content_type_is_unsupported(
-    api: APIClient, session: BetterAuthSession, raw: bytes, content_type: str
+    api: APIClient,
+    session: BetterAuthSession,
+    raw: bytes,
+    content_type: str,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     response = api.post(chat_url(session.user_id), raw, content_type=content_type)
 
@@ -677,7 +683,10 @@ def test_chat_non_json_content_type_is_unsupported(
 
 
 def test_chat_multipart_is_unsupported(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient,
+    session: BetterAuthSession,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     response = api.post(
         chat_url(session.user_id), {"message": "hi"}, format="multipart"
@@ -721,7 +730,10 @@ def assert_only_user_message_then_next_works(
 
 
 def test_chat_failing_agent_answers_502_and_keeps_user_message(
-    api: APIClient, session: BetterAuthSession, settings: Settings
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    assert_error: AssertError,
 ) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.FailingAgent"
 
@@ -733,7 +745,10 @@ def test_chat_failing_agent_answers_502_and_keeps_user_message(
 
 
 def test_chat_slow_agent_answers_504_and_late_reply_is_dropped(
-    api: APIClient, session: BetterAuthSession, settings: Settings
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    assert_error: AssertError,
 ) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.SlowAgent"
     settings.AGENT_TIMEOUT_SECONDS = 0.2
@@ -775,7 +790,11 @@ def test_chat_slow_agent_answers_504_and_late_reply_is_dropped(
     ids=["string", "none", "nul-content", "empty-tool", "nan-in-second", "status"],
 )
 def test_chat_invalid_agent_reply_answers_502_and_stores_only_user_message(
-    api: APIClient, session: BetterAuthSession, settings: Settings, reply: Any
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    reply: Any,
+    assert_error: AssertError,
 ) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.InvalidReplyAgent"
     InvalidReplyAgent.reply = reply

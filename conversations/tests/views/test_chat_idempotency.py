@@ -5,15 +5,17 @@ first still runs is 409; keys are per user and expire after 24 hours."""
 import datetime as dt
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 import pytest
-from pytest_django import DjangoAssertNumQueries, Settings
+from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import RecordingAgent, SlowAgent
@@ -26,16 +28,13 @@ from conversations.idempotency import (
 )
 from conversations.models import IdempotencyKey
 from conversations.tests.factories import ConversationFactory
-from conversations.tests.views.test_chat import (
-    QUERIES_NEW_CONVERSATION,
-    assert_error,
-    chat_url,
-    row_counts,
-)
 
 pytestmark = pytest.mark.django_db
 
 KEY = "3f0c7a8e-5b1d-4c36-9f0e-2d7a1b9c4e51"
+# The fixtures of conversations/tests/conftest.py.
+RowCounts = Callable[[], tuple[int, int, int]]
+AssertError = Callable[[Any, int, str], dict[str, Any]]
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +45,10 @@ def recording_agent(settings: Settings) -> Iterator[type[RecordingAgent]]:
     RecordingAgent.reset()
 
 
+def chat_url(user_id: str) -> str:
+    return reverse("conversations:chat", args=[user_id])
+
+
 def send(
     api: APIClient, session: BetterAuthSession, payload: Any, key: str | None = KEY
 ) -> Any:
@@ -54,7 +57,7 @@ def send(
 
 
 def test_repeat_returns_the_first_response_and_stores_nothing(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient, session: BetterAuthSession, row_counts: RowCounts
 ) -> None:
     first = send(api, session, {"message": "add milk"})
     counts = row_counts()
@@ -70,7 +73,7 @@ def test_repeat_returns_the_first_response_and_stores_nothing(
 
 
 def test_repeat_of_a_new_conversation_does_not_start_another(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient, session: BetterAuthSession, row_counts: RowCounts
 ) -> None:
     first = send(api, session, {"message": "hi", "conversation_id": None})
     repeat = send(api, session, {"message": "hi"})  # absent == null
@@ -115,7 +118,11 @@ def test_repeat_with_json_spelled_differently_is_the_same_request(
     ],
 )
 def test_same_key_with_another_body_is_422_and_stores_nothing(
-    api: APIClient, session: BetterAuthSession, other: dict[str, Any]
+    api: APIClient,
+    session: BetterAuthSession,
+    other: dict[str, Any],
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     first = send(api, session, {"message": "add milk"})
     if other.get("conversation_id") == "new":
@@ -146,7 +153,10 @@ def test_keys_belong_to_one_user(api: APIClient, session: BetterAuthSession) -> 
 
 
 def test_repeat_while_the_first_runs_is_409(
-    api: APIClient, session: BetterAuthSession
+    api: APIClient,
+    session: BetterAuthSession,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     IdempotencyKey.objects.create(
         owner_id=session.user_id,
@@ -209,7 +219,11 @@ def test_purge_deletes_only_expired_keys(
 
 
 def test_agent_failure_is_replayed_not_rerun(
-    api: APIClient, session: BetterAuthSession, settings: Settings
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.FailingAgent"
     first = send(api, session, {"message": "add milk"})
@@ -242,7 +256,9 @@ def test_failure_that_stored_nothing_releases_the_key(
     assert not IdempotencyKey.objects.exists()
 
 
-def test_invalid_body_claims_no_key(api: APIClient, session: BetterAuthSession) -> None:
+def test_invalid_body_claims_no_key(
+    api: APIClient, session: BetterAuthSession, assert_error: AssertError
+) -> None:
     refused = send(api, session, {"message": ""})
 
     accepted = send(api, session, {"message": "add milk"})
@@ -261,7 +277,11 @@ def test_invalid_body_claims_no_key(api: APIClient, session: BetterAuthSession) 
     ],
 )
 def test_malformed_key_is_400_and_stores_nothing(
-    api: APIClient, session: BetterAuthSession, key: str
+    api: APIClient,
+    session: BetterAuthSession,
+    key: str,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     response = send(api, session, {"message": "hi"}, key=key)
 
@@ -277,15 +297,15 @@ def test_longest_key_is_accepted(api: APIClient, session: BetterAuthSession) -> 
 
 @pytest.mark.postgresql
 def test_without_the_header_nothing_changes(
-    api: APIClient,
-    session: BetterAuthSession,
-    django_assert_num_queries: DjangoAssertNumQueries,
+    api: APIClient, session: BetterAuthSession, row_counts: RowCounts
 ) -> None:
-    with django_assert_num_queries(QUERIES_NEW_CONVERSATION):
+    with CaptureQueriesContext(connection) as queries:
         first = send(api, session, {"message": "add milk"}, key=None)
     second = send(api, session, {"message": "add milk"}, key=None)
 
     assert first.status_code == second.status_code == 200
+    table = IdempotencyKey._meta.db_table
+    assert [q["sql"] for q in queries.captured_queries if table in q["sql"]] == []
     assert row_counts()[0] == 2
     assert not IdempotencyKey.objects.exists()
 
@@ -294,6 +314,8 @@ def test_without_the_header_nothing_changes(
 @pytest.mark.django_db(transaction=True)
 def test_duplicate_arriving_during_the_first_gets_409_then_the_replay(
     settings: Settings,
+    row_counts: RowCounts,
+    assert_error: AssertError,
 ) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.SlowAgent"
     SlowAgent.reset()

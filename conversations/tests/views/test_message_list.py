@@ -329,7 +329,8 @@ def test_message_list_of_someone_else_is_not_found(
 
 
 @pytest.mark.parametrize(
-    "conversation_id", [str(uuid.uuid4()), "not-a-uuid", "123", "%00", "x" * 300]
+    "conversation_id",
+    ["8d0f6c2e-3b7a-4e59-a1c4-5f2e9b7d3a60", "not-a-uuid", "123", "%00", "x" * 300],
 )
 def test_message_list_unknown_or_malformed_conversation_is_not_found(
     api: APIClient, session: BetterAuthSession, conversation_id: str

@@ -5,8 +5,8 @@ import logging
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.core.cache import caches
 from django.urls import reverse
@@ -18,7 +18,6 @@ from rest_framework.test import APIClient, APIRequestFactory
 from better_auth.authentication import ApiUser
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
-from chatapi.tests.environment import unavailable
 from conversations.models import Message
 from conversations.throttles import UserRateThrottle
 from conversations.views import ChatView
@@ -214,7 +213,9 @@ def redis_reachable() -> bool:
 
 
 @pytest.fixture
-def redis_cache(settings: Settings) -> Iterator[Any]:
+def redis_cache(
+    settings: Settings, unavailable: Callable[..., NoReturn]
+) -> Iterator[Any]:
     if not redis_reachable():
         unavailable(
             "Redis not reachable at 127.0.0.1:6379",
