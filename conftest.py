@@ -8,6 +8,7 @@ from django.core.cache import cache
 from django.db import connection
 
 import pytest
+from pytest_django import DjangoDbBlocker
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
@@ -16,7 +17,7 @@ from better_auth.tests.factories import BetterAuthSessionFactory
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> None:
     """The test database, plus Better Auth's tables (unmanaged, so not migrated).
 
     Flushes after `transaction=True` tests leave unmanaged tables alone, so
@@ -56,7 +57,9 @@ def pytest_collection_modifyitems(
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _postgresql_when_asked(django_db_setup, django_db_blocker):
+def _postgresql_when_asked(
+    django_db_setup: None, django_db_blocker: DjangoDbBlocker
+) -> None:
     """CI's PostgreSQL run fails loudly if it is not really on PostgreSQL."""
     if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         with django_db_blocker.unblock():
@@ -79,7 +82,7 @@ def unavailable() -> Callable[..., NoReturn]:
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
+def _empty_cache() -> None:
     """Rate-limit counters live in the cache: every test starts with none."""
     cache.clear()
 

@@ -4,6 +4,7 @@ from django.core import checks
 from django.core.checks import Error
 
 import pytest
+from pytest_django import Settings
 
 from agent.backends import get_backend
 from agent.backends.stub import StubAgent
@@ -25,7 +26,7 @@ def test_get_backend_returns_the_same_instance_each_time() -> None:
     assert get_backend() is get_backend()
 
 
-def test_get_backend_builds_one_instance_per_process(settings) -> None:
+def test_get_backend_builds_one_instance_per_process(settings: Settings) -> None:
     settings.AGENT_BACKEND = "agent.tests.backend_fakes.ConstructionRecordingAgent"
 
     backends = [get_backend() for _ in range(5)]
@@ -34,7 +35,7 @@ def test_get_backend_builds_one_instance_per_process(settings) -> None:
     assert len(ConstructionRecordingAgent.constructions) == 1
 
 
-def test_get_backend_follows_changed_setting(settings) -> None:
+def test_get_backend_follows_changed_setting(settings: Settings) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.RecordingAgent"
     first = get_backend()
 
@@ -49,13 +50,13 @@ def test_get_backend_default_is_stub() -> None:
     assert isinstance(get_backend(), StubAgent)
 
 
-def test_get_backend_accepts_short_name_stub(settings) -> None:
+def test_get_backend_accepts_short_name_stub(settings: Settings) -> None:
     settings.AGENT_BACKEND = "stub"
 
     assert isinstance(get_backend(), StubAgent)
 
 
-def test_get_backend_builds_class_without_arguments(settings) -> None:
+def test_get_backend_builds_class_without_arguments(settings: Settings) -> None:
     settings.AGENT_BACKEND = "agent.tests.backend_fakes.ConstructionRecordingAgent"
 
     backend = get_backend()
@@ -68,13 +69,13 @@ def test_check_agent_backend_default_is_ok() -> None:
     assert check_agent_backend() == []
 
 
-def test_check_agent_backend_short_name_is_ok(settings) -> None:
+def test_check_agent_backend_short_name_is_ok(settings: Settings) -> None:
     settings.AGENT_BACKEND = "stub"
 
     assert check_agent_backend() == []
 
 
-def test_check_agent_backend_unimportable_path_is_e001(settings) -> None:
+def test_check_agent_backend_unimportable_path_is_e001(settings: Settings) -> None:
     settings.AGENT_BACKEND = "nope.Nope"
 
     errors = check_agent_backend()
@@ -91,7 +92,7 @@ def test_check_agent_backend_unimportable_path_is_e001(settings) -> None:
     ],
 )
 def test_check_agent_backend_without_generate_response_is_e002(
-    settings, path: str
+    settings: Settings, path: str
 ) -> None:
     settings.AGENT_BACKEND = path
 
@@ -101,7 +102,7 @@ def test_check_agent_backend_without_generate_response_is_e002(
     assert path in errors[0].msg
 
 
-def test_check_agent_backend_runs_with_system_checks(settings) -> None:
+def test_check_agent_backend_runs_with_system_checks(settings: Settings) -> None:
     settings.AGENT_BACKEND = "nope.Nope"
 
     errors = checks.run_checks()

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
+from pytest_django import Settings
 
 from agent.backends.base import AgentReply, HistoryMessage, ToolCall
 from agent.exceptions import AgentError, AgentTimeoutError
@@ -29,7 +30,7 @@ def generate(message: str = "hello") -> AgentReply:
     return agent_reply_generate(user_id="user-1", message=message, history=HISTORY)
 
 
-def test_agent_reply_generate_returns_backend_reply(settings) -> None:
+def test_agent_reply_generate_returns_backend_reply(settings: Settings) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.RecordingAgent"
 
     reply = generate("hello")
@@ -46,7 +47,7 @@ def test_agent_reply_generate_returns_backend_reply(settings) -> None:
     ]
 
 
-def test_agent_reply_generate_runs_backend_in_agent_thread(settings) -> None:
+def test_agent_reply_generate_runs_backend_in_agent_thread(settings: Settings) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.RecordingAgent"
 
     generate()
@@ -55,7 +56,9 @@ def test_agent_reply_generate_runs_backend_in_agent_thread(settings) -> None:
     assert threading.current_thread().name != "agent-call"
 
 
-def test_agent_reply_generate_raising_backend_raises_agent_error(settings) -> None:
+def test_agent_reply_generate_raising_backend_raises_agent_error(
+    settings: Settings,
+) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.FailingAgent"
 
     with pytest.raises(AgentError) as excinfo:
@@ -68,7 +71,7 @@ def test_agent_reply_generate_raising_backend_raises_agent_error(settings) -> No
     assert str(excinfo.value.__cause__) == "model unavailable"
 
 
-def test_agent_reply_generate_slow_backend_times_out(settings) -> None:
+def test_agent_reply_generate_slow_backend_times_out(settings: Settings) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.SlowAgent"
     settings.AGENT_TIMEOUT_SECONDS = 0.2
     SlowAgent.delay = 1.0
@@ -85,7 +88,7 @@ def test_agent_reply_generate_slow_backend_times_out(settings) -> None:
 
 
 def test_agent_reply_generate_unimportable_backend_raises_agent_error(
-    settings,
+    settings: Settings,
 ) -> None:
     settings.AGENT_BACKEND = "agent.tests.no_such_module.NoSuchAgent"
 
@@ -135,7 +138,7 @@ INVALID_REPLIES = {
     "reply", list(INVALID_REPLIES.values()), ids=list(INVALID_REPLIES)
 )
 def test_agent_reply_generate_invalid_reply_raises_agent_error(
-    settings, monkeypatch: pytest.MonkeyPatch, reply: Any
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, reply: Any
 ) -> None:
     settings.AGENT_BACKEND = "agent.tests.fakes.InvalidReplyAgent"
     monkeypatch.setattr(InvalidReplyAgent, "reply", reply)
@@ -148,7 +151,7 @@ def test_agent_reply_generate_invalid_reply_raises_agent_error(
 
 
 def test_agent_reply_generate_accepts_tool_name_of_255_chars(
-    settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reply = _reply_with(tool_name="t" * 255)
     settings.AGENT_BACKEND = "agent.tests.fakes.InvalidReplyAgent"
@@ -158,7 +161,7 @@ def test_agent_reply_generate_accepts_tool_name_of_255_chars(
 
 
 def test_agent_reply_generate_accepts_null_result_and_nested_json(
-    settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reply = AgentReply(
         content="done",

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import pytest
+from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession, BetterAuthUser
@@ -41,7 +42,7 @@ def printed_token(output: str) -> str:
     return match["token"]
 
 
-def test_create_demo_session_refuses_without_debug(settings) -> None:
+def test_create_demo_session_refuses_without_debug(settings: Settings) -> None:
     settings.DEBUG = False
 
     with pytest.raises(CommandError, match="DJANGO_DEBUG"):
@@ -50,7 +51,9 @@ def test_create_demo_session_refuses_without_debug(settings) -> None:
     assert not BetterAuthUser.objects.filter(id="demo-user").exists()
 
 
-def test_create_demo_session_creates_user_and_week_long_session(settings) -> None:
+def test_create_demo_session_creates_user_and_week_long_session(
+    settings: Settings,
+) -> None:
     settings.DEBUG = True
 
     run_command()
@@ -63,7 +66,9 @@ def test_create_demo_session_creates_user_and_week_long_session(settings) -> Non
     assert lifetime <= dt.timedelta(days=7)
 
 
-def test_create_demo_session_prints_curl_with_token_and_chat_url(settings) -> None:
+def test_create_demo_session_prints_curl_with_token_and_chat_url(
+    settings: Settings,
+) -> None:
     settings.DEBUG = True
 
     output = run_command()
@@ -74,7 +79,7 @@ def test_create_demo_session_prints_curl_with_token_and_chat_url(settings) -> No
     assert "http://127.0.0.1:8000/api/v1/users/demo-user/chat" in output
 
 
-def test_create_demo_session_twice_reuses_user_and_session(settings) -> None:
+def test_create_demo_session_twice_reuses_user_and_session(settings: Settings) -> None:
     settings.DEBUG = True
 
     first = printed_token(run_command())
@@ -85,7 +90,7 @@ def test_create_demo_session_twice_reuses_user_and_session(settings) -> None:
     assert BetterAuthSession.objects.filter(user_id="demo-user").count() == 1
 
 
-def test_create_demo_session_rejects_zero_days(settings) -> None:
+def test_create_demo_session_rejects_zero_days(settings: Settings) -> None:
     settings.DEBUG = True
 
     with pytest.raises(CommandError, match="--days"):
@@ -94,7 +99,7 @@ def test_create_demo_session_rejects_zero_days(settings) -> None:
     assert not BetterAuthSession.objects.filter(user_id="demo-user").exists()
 
 
-def test_create_demo_session_honours_base_url(settings) -> None:
+def test_create_demo_session_honours_base_url(settings: Settings) -> None:
     settings.DEBUG = True
 
     output = run_command("--base-url", "https://chat.example.com/")
@@ -103,7 +108,7 @@ def test_create_demo_session_honours_base_url(settings) -> None:
     assert "127.0.0.1" not in output
 
 
-def test_create_demo_session_token_authenticates_chat(settings) -> None:
+def test_create_demo_session_token_authenticates_chat(settings: Settings) -> None:
     settings.DEBUG = True
     token = printed_token(run_command())
     client = APIClient()
@@ -122,7 +127,7 @@ def test_create_demo_session_token_authenticates_chat(settings) -> None:
 
 
 @pytest.mark.django_db
-def test_create_demo_session_works_inside_a_transaction(settings) -> None:
+def test_create_demo_session_works_inside_a_transaction(settings: Settings) -> None:
     settings.DEBUG = True
 
     with transaction.atomic():

@@ -12,7 +12,7 @@ def _documented() -> set[str]:
     return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
 
 
-def test_env_example_lists_every_variable_the_settings_read():
+def test_env_example_lists_every_variable_the_settings_read() -> None:
     sources = (ROOT / "chatapi" / "settings.py").read_text() + (
         ROOT / "gunicorn.conf.py"
     ).read_text()
@@ -22,7 +22,7 @@ def test_env_example_lists_every_variable_the_settings_read():
     assert read - _documented() == set()
 
 
-def test_env_example_lists_every_contract_variable():
+def test_env_example_lists_every_contract_variable() -> None:
     contract = {
         "DATABASE_URL",
         "DJANGO_SECRET_KEY",

@@ -1,8 +1,10 @@
 import json
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import connection
-from django.test import Client
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,10 +12,13 @@ from rest_framework.test import APIClient
 from better_auth.tests.factories import BetterAuthSessionFactory
 from chatapi.views import bad_request, server_error
 
+if TYPE_CHECKING:
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 NOT_FOUND = {"detail": "Not found.", "code": "not_found"}
 
 
-def json_body(response) -> dict[str, str]:
+def json_body(response: "HttpResponse | TestResponse") -> dict[str, str]:
     assert response["Content-Type"] == "application/json"
     return json.loads(response.content)
 
@@ -28,7 +33,7 @@ def test_unknown_url_is_json_not_found(client: Client, path: str) -> None:
     assert json_body(response) == NOT_FOUND
 
 
-def test_server_error_answers_json_envelope(rf) -> None:
+def test_server_error_answers_json_envelope(rf: RequestFactory) -> None:
     response = server_error(rf.get("/api/v1/users/x/chat"))
 
     assert response.status_code == 500
@@ -38,7 +43,7 @@ def test_server_error_answers_json_envelope(rf) -> None:
     }
 
 
-def test_bad_request_request_data_too_big_answers_413(rf) -> None:
+def test_bad_request_request_data_too_big_answers_413(rf: RequestFactory) -> None:
     response = bad_request(rf.post("/api/v1/users/x/chat"), RequestDataTooBig("big"))
 
     assert response.status_code == 413
@@ -48,7 +53,7 @@ def test_bad_request_request_data_too_big_answers_413(rf) -> None:
     }
 
 
-def test_bad_request_suspicious_operation_answers_400(rf) -> None:
+def test_bad_request_suspicious_operation_answers_400(rf: RequestFactory) -> None:
     response = bad_request(rf.get("/"), SuspiciousOperation("odd"))
 
     assert response.status_code == 400

@@ -307,7 +307,10 @@ def test_hostile_method_not_allowed_is_json_405_with_allow(
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 def test_hostile_options_answers_json_not_an_error(
-    api: APIClient, session: BetterAuthSession, conversation: Conversation, endpoint
+    api: APIClient,
+    session: BetterAuthSession,
+    conversation: Conversation,
+    endpoint: str,
 ) -> None:
     url, allow = ENDPOINTS[endpoint]
 

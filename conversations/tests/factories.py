@@ -1,3 +1,5 @@
+from typing import Any
+
 import factory
 from factory.django import DjangoModelFactory
 
@@ -22,7 +24,7 @@ class MessageFactory(DjangoModelFactory):
     content = factory.Faker("sentence")
 
     @classmethod
-    def _create(cls, model_class, *args, **kwargs):
+    def _create(cls, model_class: type[Message], *args: Any, **kwargs: Any) -> Message:
         conversation = kwargs["conversation"]
         if "sequence" not in kwargs:
             conversation.last_sequence += 1

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from django.urls import reverse
 
 import pytest
+from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
@@ -130,7 +131,7 @@ def test_cookie_read_from_another_origin_is_answered() -> None:
     assert "access-control-allow-origin" not in response.headers
 
 
-def test_trusted_origins_come_from_settings(settings) -> None:
+def test_trusted_origins_come_from_settings(settings: Settings) -> None:
     settings.FRONTEND_ORIGINS = ["https://other.example"]
     session = BetterAuthSessionFactory.create()
     client = cookie_client(session, "better-auth.session_token")

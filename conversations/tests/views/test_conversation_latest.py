@@ -4,6 +4,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import pytest
+from pytest_django import DjangoAssertNumQueries
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
@@ -131,7 +132,10 @@ def test_conversation_latest_unknown_users_path_is_not_found(api: APIClient) -> 
 
 @pytest.mark.parametrize("count", [1, 50])
 def test_conversation_latest_uses_two_queries_whatever_the_count(
-    api: APIClient, session: BetterAuthSession, django_assert_num_queries, count: int
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    count: int,
 ) -> None:
     past = timezone.now() - dt.timedelta(days=1)
     ConversationFactory.create_batch(

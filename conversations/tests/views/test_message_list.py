@@ -6,6 +6,7 @@ from typing import Any
 from django.urls import reverse
 
 import pytest
+from pytest_django import DjangoAssertNumQueries
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
@@ -345,7 +346,9 @@ def test_message_list_unknown_or_malformed_conversation_is_not_found(
 
 @pytest.mark.postgresql
 def test_message_list_query_count_does_not_depend_on_length_or_before(
-    api: APIClient, session: BetterAuthSession, django_assert_num_queries
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_num_queries: DjangoAssertNumQueries,
 ) -> None:
     short, short_messages = conversation_with_messages(session.user_id, 10)
     long, long_messages = conversation_with_messages(session.user_id, 300)
