@@ -15,19 +15,19 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, cast
+from typing import ClassVar, Literal
 from urllib.parse import unquote
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Field, Model
 from django.utils import timezone
 
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from better_auth.models import BetterAuthSession, BetterAuthUser
+from better_auth import postgres
+from better_auth.models import BetterAuthSession
 
 # Better Auth's tokens are 32 characters; anything far longer is not one.
 MAX_CREDENTIAL_LENGTH = 1024
@@ -87,13 +87,21 @@ class BetterAuthSessionAuthentication(BaseAuthentication):
         return self.keyword
 
     def authenticate_token(self, token: str) -> tuple[ApiUser, str]:
-        """The user and session id of a valid session token; 401 otherwise."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                session_query(),
-                [token, connection.ops.adapt_datetimefield_value(timezone.now())],
+        """The user and session id of a valid session token; 401 otherwise.
+
+        One query: the unexpired session and its user (an inner join, so a
+        session whose user row is gone matches nothing).
+        """
+        if connection.vendor == "postgresql":
+            found = postgres.session_by_token(token=token, now=timezone.now())
+        else:
+            found = (
+                BetterAuthSession.objects.filter(
+                    token=token, expires_at__gt=timezone.now()
+                )
+                .values_list("id", "user_id", "user__email", "user__name")
+                .first()
             )
-            found = cursor.fetchone()
         if found is None:
             raise _failed()
         session_id, user_id, email, name = found
@@ -121,50 +129,6 @@ class BetterAuthSessionAuthentication(BaseAuthentication):
         cookies = request.COOKIES
         secure = cookies.get(f"__Secure-{name}")
         return secure if secure is not None else cookies.get(name)
-
-
-_SESSION_SQL = """
-SELECT s.{session_id}, s.{user_id}, u.{email}, u.{name}
-FROM {session} s INNER JOIN {user} u ON u.{id} = s.{user_id}
-WHERE s.{token} = %s AND s.{expires_at} > %s
-LIMIT 1
-"""
-_session_queries: dict[str, str] = {}
-
-
-def session_query() -> str:
-    """The session and its user, by token, unexpired: one statement.
-
-    What `BetterAuthSession.objects.filter(token=..., expires_at__gt=...)
-    .values_list("id", "user_id", "user__email", "user__name")[:1]` sends,
-    written once from the models' tables and columns: compiling it with the
-    ORM on every request cost more CPU than the rest of authentication
-    (docs/PERFORMANCE.md). The join is an inner join: a session whose user
-    row is gone matches nothing. Parameters: the token, and now as the
-    database stores datetimes.
-    """
-    sql = _session_queries.get(connection.vendor)
-    if sql is None:
-        qn = connection.ops.quote_name
-        session, user = BetterAuthSession._meta, BetterAuthUser._meta
-
-        def column(model: type[Model], name: str) -> str:
-            field = cast("Field[Any, Any]", model._meta.get_field(name))
-            return qn(str(field.column))
-
-        sql = _SESSION_SQL.format(
-            session=qn(session.db_table),
-            user=qn(user.db_table),
-            session_id=column(BetterAuthSession, "id"),
-            user_id=column(BetterAuthSession, "user"),
-            token=column(BetterAuthSession, "token"),
-            expires_at=column(BetterAuthSession, "expires_at"),
-            id=column(BetterAuthUser, "id"),
-            email=column(BetterAuthUser, "email"),
-            name=column(BetterAuthUser, "name"),
-        )
-        _session_queries[connection.vendor] = sql
-    return sql
 
 
 def sign_token(token: str) -> str:

@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from better_auth.models import BetterAuthUser
+from conversations import postgres
 from conversations.models import Conversation, Message, ToolCall
 from conversations.support import pretty_json, transcript_entries, users_with_email
 
@@ -50,7 +51,11 @@ class LargeTablePaginator(Paginator):
         if not isinstance(rows, QuerySet):
             return len(rows)
         if not rows.query.where:
-            estimate = _row_estimate(rows)
+            estimate = (
+                postgres.table_row_estimate(rows.model, using=rows.db)
+                if connections[rows.db].vendor == "postgresql"
+                else None
+            )
             if estimate is not None and estimate > self.estimate_above:
                 self.is_estimate = True
                 return estimate
@@ -75,21 +80,6 @@ class LargeTablePaginator(Paginator):
         ):
             return super().page(number)
         return Page(rows.filter(pk__in=self._first_ids[bottom:top]), number, self)
-
-
-def _row_estimate(rows: QuerySet[Any]) -> int | None:
-    connection = connections[rows.db]
-    if connection.vendor != "postgresql":
-        return None
-    table = connection.ops.quote_name(rows.model._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-            [table],
-        )
-        row = cursor.fetchone()
-    # -1: never analysed.
-    return int(row[0]) if row and row[0] >= 0 else None
 
 
 def _search_term(search_term: str) -> str:

@@ -6,7 +6,7 @@ round trips inside BEGIN/COMMIT where one data-modifying CTE does the same
 work in a single autocommit statement. So on PostgreSQL (production)
 conversations.services and conversations.selectors call this module; on any
 other database they use the ORM. As Zulip does, the raw SQL lives here and
-nowhere else.
+nowhere else (the admin's row estimate, a catalogue read, is here too).
 
 The INSERTs take their column lists and values from the models' concrete
 fields, and their values from model instances built in Python (so `default=`
@@ -25,7 +25,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Field, Model
 
 from psycopg.types.datetime import TimestamptzLoader
@@ -254,3 +254,18 @@ def message_history_rows(
         HISTORY_SQL,
         {"conversation_id": conversation_id, "message_id": message_id, "limit": limit},
     )
+
+
+def table_row_estimate(model: type[Model], *, using: str) -> int | None:
+    """The planner's estimate of the model's row count (pg_class.reltuples):
+    the admin's changelist counts a large table without scanning it. None
+    when the table was never analysed."""
+    table = connections[using].ops.quote_name(model._meta.db_table)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%(table)s)",
+            {"table": table},
+        )
+        row = cursor.fetchone()
+    # -1: never analysed.
+    return int(row[0]) if row and row[0] >= 0 else None
