@@ -177,7 +177,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters bound by the server, and statements prepared once a
     # connection has run them DB_PREPARE_THRESHOLD times: PostgreSQL parses
     # and plans each hot statement once per connection, not per request
-    # (half its CPU per request in bench/, docs/PERFORMANCE.md).
+    # (docs/PERFORMANCE.md).
     DATABASES["default"]["OPTIONS"].setdefault(
         "server_side_binding", env_bool("DB_SERVER_SIDE_BINDING", default=True)
     )

@@ -13,7 +13,7 @@ application = get_wsgi_application()
 # Import the URLconf now (views, DRF, serializers, the admin), then move
 # every object loaded so far out of the cyclic garbage collector's reach:
 # they live as long as the process. A full collection then scans only what
-# requests allocate: 1-12 ms instead of 80-115 ms, each of which stalled
-# every thread of the worker (docs/PERFORMANCE.md).
+# requests allocate, instead of pausing every thread of the worker to scan
+# the whole framework (docs/PERFORMANCE.md has the figures).
 get_resolver().url_patterns  # noqa: B018 (loads the URLconf)
 gc.freeze()

@@ -81,8 +81,8 @@ def conversation_uuid(value: str) -> uuid.UUID:
 def datetime_out(value: datetime) -> str:
     """ISO 8601 in UTC with "Z": what DRF's DateTimeField renders with
     TIME_ZONE = "UTC" (tests/views/test_output.py checks they agree), without its
-    per-value settings and time zone lookups, which made up a fifth of the
-    CPU of a page of 100 messages (docs/PERFORMANCE.md)."""
+    per-value settings and time zone lookups, a large share of a page's CPU
+    (docs/PERFORMANCE.md)."""
     return value.astimezone(UTC).isoformat()[:-6] + "Z"
 
 
