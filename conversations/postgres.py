@@ -25,7 +25,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 
 from psycopg.types.datetime import TimestamptzLoader
@@ -47,9 +47,12 @@ def _param(prefix: str, field: "Field[Any, Any]") -> str:
 
 def _values(prefix: str, instance: Model) -> dict[str, Any]:
     """The instance's values as an INSERT of the ORM would send them."""
+    # The connection itself, not the `connection` proxy: the fields read
+    # its attributes many times, each a thread-local lookup through the proxy.
+    conn = connections[DEFAULT_DB_ALIAS]
     return {
         f"{prefix}_{field.attname}": field.get_db_prep_save(
-            field.pre_save(instance, add=True), connection
+            field.pre_save(instance, add=True), conn
         )
         for field in _fields(type(instance))
     }
