@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from django.contrib.auth import get_user_model
-from django.urls import reverse
 from django.utils import timezone
 
 import pytest
@@ -32,6 +31,7 @@ from better_auth.tests.factories import (
     signed_token,
 )
 from conversations.models import Conversation, Message, ToolCall
+from conversations.tests.paths import chat_url, latest_url
 
 if TYPE_CHECKING:
     from rest_framework.response import _MonkeyPatchedResponse as TestResponse
@@ -70,14 +70,6 @@ def recording_agent(settings: Settings) -> Iterator[type[RecordingAgent]]:
     RecordingAgent.reset()
     yield RecordingAgent
     RecordingAgent.reset()
-
-
-def latest_url(user_id: str) -> str:
-    return reverse("conversations:conversation-latest", args=[user_id])
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", args=[user_id])
 
 
 def signed_with(token: str, secret: str) -> str:

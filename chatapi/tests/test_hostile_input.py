@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from django.test import Client
 from django.test.client import FakePayload
-from django.urls import reverse
 
 import pytest
 from rest_framework.test import APIClient
@@ -25,6 +24,7 @@ from conversations.tests.factories import (
     MessageFactory,
     ToolCallFactory,
 )
+from conversations.tests.paths import chat_url, latest_url, messages_url
 
 pytestmark = pytest.mark.django_db
 
@@ -80,18 +80,6 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict:
     if code is not None:
         assert body["code"] == code
     return body
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", args=[user_id])
-
-
-def latest_url(user_id: str) -> str:
-    return reverse("conversations:conversation-latest", args=[user_id])
-
-
-def messages_url(user_id: str, conversation_id: Any) -> str:
-    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
 
 
 def short_id(value: Any) -> str | None:

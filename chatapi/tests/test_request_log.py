@@ -13,7 +13,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 
 import pytest
 from pytest_django import DjangoAssertNumQueries, Settings
@@ -24,6 +23,7 @@ from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from chatapi.logging import JsonFormatter, request_id_var
 from conversations.models import Conversation, Message
+from conversations.tests.paths import chat_url, latest_url
 
 pytestmark = pytest.mark.django_db
 
@@ -96,14 +96,6 @@ def the_access_record(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
     records = access_records(caplog)
     assert len(records) == 1
     return records[0]
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", args=[user_id])
-
-
-def latest_url(user_id: str) -> str:
-    return reverse("conversations:conversation-latest", args=[user_id])
 
 
 # --- the access line -----------------------------------------------------

@@ -44,6 +44,7 @@ from conversations.tests.factories import (
     MessageFactory,
     ToolCallFactory,
 )
+from conversations.tests.paths import chat_url, latest_url, messages_url
 
 pytestmark = pytest.mark.django_db
 
@@ -52,18 +53,6 @@ FAILING = "agent.tests.fakes.FailingAgent"
 FORMATTER = logging.Formatter()
 
 Credentials = Callable[[BetterAuthSession], Headers]
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", args=[user_id])
-
-
-def latest_url(user_id: str) -> str:
-    return reverse("conversations:conversation-latest", args=[user_id])
-
-
-def messages_url(user_id: str, conversation_id: Any) -> str:
-    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
 
 
 CREDENTIALS = [

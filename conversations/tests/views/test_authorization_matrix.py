@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.urls import reverse
-
 import pytest
 from pytest_django import Settings
 from rest_framework.test import APIClient
@@ -43,6 +41,7 @@ from conversations.tests.factories import (
     MessageFactory,
     ToolCallFactory,
 )
+from conversations.tests.paths import chat_url, latest_url, messages_url
 
 if TYPE_CHECKING:
     from rest_framework.response import _MonkeyPatchedResponse as TestResponse
@@ -221,18 +220,6 @@ def database_state() -> tuple[tuple[int, int, int], list[tuple[Any, ...]]]:
             "pk", "owner_id", "last_sequence", "updated_at"
         )
     )
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", args=[user_id])
-
-
-def latest_url(user_id: str) -> str:
-    return reverse("conversations:conversation-latest", args=[user_id])
-
-
-def messages_url(user_id: str, conversation_id: Any) -> str:
-    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
 
 
 def url(endpoint: str, user_id: str, conversation_id: str | None) -> str:

@@ -5,8 +5,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from django.urls import reverse
-
 import pytest
 from pytest_django import Settings
 from rest_framework.test import APIClient
@@ -14,6 +12,7 @@ from rest_framework.test import APIClient
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from conversations.models import Conversation, Message
+from conversations.tests.paths import chat_url, latest_url
 
 if TYPE_CHECKING:
     from rest_framework.response import _MonkeyPatchedResponse as TestResponse
@@ -25,14 +24,6 @@ UNTRUSTED = {
     "detail": "Requests authenticated by cookie must come from a trusted origin.",
     "code": "untrusted_origin",
 }
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", kwargs={"user_id": user_id})
-
-
-def latest_url(user_id: str) -> str:
-    return reverse("conversations:conversation-latest", kwargs={"user_id": user_id})
 
 
 def cookie_client(session: BetterAuthSession, name: str) -> APIClient:

@@ -18,6 +18,7 @@ from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import conversation_with_messages
+from conversations.tests.paths import chat_url
 
 pytestmark = pytest.mark.django_db
 
@@ -62,10 +63,6 @@ def _reset_fakes() -> Iterator[None]:
     SlowAgent.reset()
     ProbeAgent.reset()
     InvalidReplyAgent.reply = invalid_reply
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", args=[user_id])
 
 
 def chat(api: APIClient, user_id: str, payload: Any) -> Any:

@@ -11,7 +11,6 @@ from typing import Any
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 from django.utils import timezone
 
 import pytest
@@ -28,6 +27,7 @@ from conversations.idempotency import (
 )
 from conversations.models import IdempotencyKey
 from conversations.tests.factories import ConversationFactory
+from conversations.tests.paths import chat_url
 
 pytestmark = pytest.mark.django_db
 
@@ -43,10 +43,6 @@ def recording_agent(settings: Settings) -> Iterator[type[RecordingAgent]]:
     RecordingAgent.reset()
     yield RecordingAgent
     RecordingAgent.reset()
-
-
-def chat_url(user_id: str) -> str:
-    return reverse("conversations:chat", args=[user_id])
 
 
 def send(

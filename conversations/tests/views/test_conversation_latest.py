@@ -1,6 +1,5 @@
 import datetime as dt
 
-from django.urls import reverse
 from django.utils import timezone
 
 import pytest
@@ -10,15 +9,12 @@ from rest_framework.test import APIClient
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.tests.factories import ConversationFactory
+from conversations.tests.paths import latest_url
 
 pytestmark = pytest.mark.django_db
 
 NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
 NO_CONVERSATION = {"conversation_id": None, "created_at": None, "updated_at": None}
-
-
-def latest_url(user_id: str) -> str:
-    return reverse("conversations:conversation-latest", args=[user_id])
 
 
 def parse_timestamp(value: str) -> dt.datetime:

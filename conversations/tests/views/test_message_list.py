@@ -3,8 +3,6 @@ import json
 import uuid
 from typing import Any
 
-from django.urls import reverse
-
 import pytest
 from pytest_django import DjangoAssertNumQueries
 from rest_framework.test import APIClient
@@ -14,15 +12,12 @@ from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message
 from conversations.serializers import MessageOutputSerializer
 from conversations.tests.factories import ConversationFactory, MessageFactory
+from conversations.tests.paths import messages_url
 
 pytestmark = pytest.mark.django_db
 
 NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
 MESSAGE_KEYS = {"id", "conversation_id", "role", "content", "created_at"}
-
-
-def messages_url(user_id: str, conversation_id: Any) -> str:
-    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
 
 
 def conversation_with_messages(

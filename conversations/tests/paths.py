@@ -1,0 +1,17 @@
+"""The API's paths, for tests that call it (reversed from the URL names)."""
+
+from typing import Any
+
+from django.urls import reverse
+
+
+def chat_url(user_id: str) -> str:
+    return reverse("conversations:chat", args=[user_id])
+
+
+def latest_url(user_id: str) -> str:
+    return reverse("conversations:conversation-latest", args=[user_id])
+
+
+def messages_url(user_id: str, conversation_id: Any) -> str:
+    return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
