@@ -91,8 +91,11 @@ def test_get_conversations_is_one_statement_after_authentication(
     with django_assert_num_queries(GET_CONVERSATIONS):
         response = api.get(url)
 
+    latest = Conversation.objects.filter(owner_id=session.user_id).latest(
+        "updated_at", "id"
+    )
     assert response.status_code == 200
-    assert response.json()["conversation_id"] is not None
+    assert response.json()["conversation_id"] == str(latest.id)
 
 
 @pytest.mark.postgresql
