@@ -184,9 +184,7 @@ def idempotency_key_parameter() -> OpenApiParameter:
     )
 
 
-def response_headers(
-    *, authenticated: bool = True, replayable: Iterable[int] = ()
-) -> list[OpenApiParameter]:
+def response_headers(*, replayable: Iterable[int] = ()) -> list[OpenApiParameter]:
     """`WWW-Authenticate` on 401 and `Retry-After` on 429 (and on 503 for
     `jwks_unavailable`); `Idempotent-Replayed` on `replayable` statuses."""
     headers = [
@@ -198,18 +196,15 @@ def response_headers(
             required=True,
             description="Seconds to wait before retrying.",
         ),
+        OpenApiParameter(
+            "WWW-Authenticate",
+            {"type": "string", "enum": ["Bearer"]},
+            OpenApiParameter.HEADER,
+            response=[401],
+            required=True,
+            description="Always `Bearer`.",
+        ),
     ]
-    if authenticated:
-        headers += [
-            OpenApiParameter(
-                "WWW-Authenticate",
-                {"type": "string", "enum": ["Bearer"]},
-                OpenApiParameter.HEADER,
-                response=[401],
-                required=True,
-                description="Always `Bearer`.",
-            ),
-        ]
     if replayable:
         headers.append(
             OpenApiParameter(
