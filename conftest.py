@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from better_auth.models import BetterAuthSession
 from better_auth.tables import better_auth_tables_ensure
 from better_auth.tests.factories import BetterAuthSessionFactory
+from conversations.models import Conversation, Message, ToolCall
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +100,18 @@ def api(session: BetterAuthSession) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {session.token}")
     return client
+
+
+@pytest.fixture
+def row_counts() -> Callable[[], tuple[int, int, int]]:
+    """Counts conversations, messages and tool calls: called before and after
+    a request, it shows what the request wrote."""
+
+    def count() -> tuple[int, int, int]:
+        return (
+            Conversation.objects.count(),
+            Message.objects.count(),
+            ToolCall.objects.count(),
+        )
+
+    return count

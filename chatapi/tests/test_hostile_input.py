@@ -7,7 +7,7 @@ multipart content types, `limit` of 0/-1/1e3/1.5, a short invalid `before`,
 bodies over the upload limit) are not repeated here.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +18,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
-from conversations.models import Conversation, Message, ToolCall
+from conversations.models import Conversation, Message
 from conversations.tests.factories import (
     ConversationFactory,
     MessageFactory,
@@ -53,19 +53,13 @@ def api(session: BetterAuthSession) -> APIClient:
 
 
 @pytest.fixture
-def unchanged(conversation: Conversation) -> Iterator[None]:
+def unchanged(
+    conversation: Conversation, row_counts: Callable[[], tuple[int, int, int]]
+) -> Iterator[None]:
     """Fails the test if it changed the row counts."""
     before = row_counts()
     yield
     assert row_counts() == before
-
-
-def row_counts() -> tuple[int, int, int]:
-    return (
-        Conversation.objects.count(),
-        Message.objects.count(),
-        ToolCall.objects.count(),
-    )
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict:
@@ -523,7 +517,10 @@ def test_hostile_more_than_1000_query_parameters_is_bad_request(
 
 
 def test_hostile_query_string_on_chat_is_ignored(
-    api: APIClient, session: BetterAuthSession, conversation: Conversation
+    api: APIClient,
+    session: BetterAuthSession,
+    conversation: Conversation,
+    row_counts: Callable[[], tuple[int, int, int]],
 ) -> None:
     before = row_counts()
     query = "&".join(f"p{n}=x" for n in range(999))

@@ -1,27 +1,10 @@
 """Fixtures shared by the conversations tests (the root conftest.py has the
-session, the API client and the database set-up)."""
+session, the API client, row_counts and the database set-up)."""
 
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from conversations.models import Conversation, Message, ToolCall
-
-
-@pytest.fixture
-def row_counts() -> Callable[[], tuple[int, int, int]]:
-    """Counts conversations, messages and tool calls: called before and after
-    a request, it shows what the request wrote."""
-
-    def count() -> tuple[int, int, int]:
-        return (
-            Conversation.objects.count(),
-            Message.objects.count(),
-            ToolCall.objects.count(),
-        )
-
-    return count
 
 
 @pytest.fixture

@@ -38,14 +38,6 @@ def probe_with(function: Callable[[], Any]) -> None:
     ProbeAgent.probe = function
 
 
-def row_counts() -> tuple[int, int, int]:
-    return (
-        Conversation.objects.count(),
-        Message.objects.count(),
-        ToolCall.objects.count(),
-    )
-
-
 def rows(conversation_id: uuid.UUID) -> list[tuple[int, str, str]]:
     return list(
         Message.objects.filter(conversation_id=conversation_id)
@@ -85,7 +77,7 @@ def run_in_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
 
 @pytest.mark.django_db(transaction=True)
 def test_chat_message_send_inside_atomic_raises_and_writes_nothing(
-    settings: Settings,
+    settings: Settings, row_counts: Callable[[], tuple[int, int, int]]
 ) -> None:
     settings.AGENT_BACKEND = RECORDING
 
@@ -101,7 +93,7 @@ def test_chat_message_send_inside_atomic_raises_and_writes_nothing(
 
 @pytest.mark.django_db(transaction=True)
 def test_chat_message_send_with_autocommit_off_raises_and_writes_nothing(
-    settings: Settings,
+    settings: Settings, row_counts: Callable[[], tuple[int, int, int]]
 ) -> None:
     """Each chat write is one autocommit statement: with autocommit off it
     would stay uncommitted, so the flow refuses before writing."""
@@ -121,7 +113,7 @@ def test_chat_message_send_with_autocommit_off_raises_and_writes_nothing(
 
 @pytest.mark.django_db(transaction=True)
 def test_chat_message_send_inside_atomic_leaves_conversation_unchanged(
-    settings: Settings,
+    settings: Settings, row_counts: Callable[[], tuple[int, int, int]]
 ) -> None:
     settings.AGENT_BACKEND = RECORDING
     conversation = MessageFactory.create(conversation__owner_id=OWNER).conversation
@@ -227,7 +219,7 @@ def test_chat_message_send_holds_no_conversation_lock_while_agent_runs(
 @pytest.mark.django_db
 @pytest.mark.parametrize("whose", ["other-owner", "nobody"])
 def test_chat_message_send_unknown_conversation_raises_not_found(
-    settings: Settings, whose: str
+    settings: Settings, whose: str, row_counts: Callable[[], tuple[int, int, int]]
 ) -> None:
     settings.AGENT_BACKEND = RECORDING
     theirs = ConversationFactory.create(owner_id="other-owner")
@@ -247,7 +239,7 @@ def test_chat_message_send_unknown_conversation_raises_not_found(
 
 @pytest.mark.django_db(transaction=True)
 def test_chat_message_send_conversation_deleted_while_agent_ran_raises_not_found(
-    settings: Settings,
+    settings: Settings, row_counts: Callable[[], tuple[int, int, int]]
 ) -> None:
     settings.AGENT_BACKEND = PROBE
     conversation = MessageFactory.create(conversation__owner_id=OWNER).conversation
