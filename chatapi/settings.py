@@ -353,6 +353,9 @@ if (BETTER_AUTH_JWKS_URL or BETTER_AUTH_JWKS_TABLE) and not (
 AGENT_BACKEND = env_str("AGENT_BACKEND", "agent.backends.stub.StubAgent")
 AGENT_TIMEOUT_SECONDS = env_float("AGENT_TIMEOUT_SECONDS", 30.0)
 AGENT_CONTEXT_MESSAGES = env_int("AGENT_CONTEXT_MESSAGES", 20)
+# Characters of those messages' content, at most: the newest whole messages
+# that fit (conversations.selectors.message_history_for_agent).
+AGENT_CONTEXT_MAX_CHARS = env_int("AGENT_CONTEXT_MAX_CHARS", 64000)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
 
 LOGGING = {

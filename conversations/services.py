@@ -67,6 +67,7 @@ def chat_message_send(
             conversation_id=user_message.conversation_id,
             message_id=user_message.id,
             limit=settings.AGENT_CONTEXT_MESSAGES,
+            max_chars=settings.AGENT_CONTEXT_MAX_CHARS,
         )
     # No transaction is open here: the agent may take seconds.
     try:

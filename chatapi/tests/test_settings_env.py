@@ -35,6 +35,7 @@ print(json.dumps({
     "SECURE_SSL_REDIRECT": settings.SECURE_SSL_REDIRECT,
     "AGENT_TIMEOUT_SECONDS": settings.AGENT_TIMEOUT_SECONDS,
     "AGENT_CONTEXT_MESSAGES": settings.AGENT_CONTEXT_MESSAGES,
+    "AGENT_CONTEXT_MAX_CHARS": settings.AGENT_CONTEXT_MAX_CHARS,
     "CHAT_MAX_MESSAGE_CHARS": settings.CHAT_MAX_MESSAGE_CHARS,
     "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
     "BETTER_AUTH_SESSION_TABLE": settings.BETTER_AUTH_SESSION_TABLE,
@@ -147,6 +148,23 @@ def test_settings_empty_values_give_contract_defaults() -> None:
     assert values["AGENT_TIMEOUT_SECONDS"] == 30.0
     assert values["AGENT_CONTEXT_MESSAGES"] == 20
     assert values["CHAT_MAX_MESSAGE_CHARS"] == 32000
+
+
+def test_settings_agent_context_max_chars_defaults_to_64000() -> None:
+    assert loaded(**SECRETS)["AGENT_CONTEXT_MAX_CHARS"] == 64000
+    assert (
+        loaded(AGENT_CONTEXT_MAX_CHARS="", **SECRETS)["AGENT_CONTEXT_MAX_CHARS"]
+        == 64000
+    )
+
+
+def test_settings_agent_context_max_chars_read_from_the_environment() -> None:
+    values = loaded(AGENT_CONTEXT_MAX_CHARS="1000", **SECRETS)
+
+    assert values["AGENT_CONTEXT_MAX_CHARS"] == 1000
+    assert "AGENT_CONTEXT_MAX_CHARS" in improperly_configured(
+        AGENT_CONTEXT_MAX_CHARS="-1", **SECRETS
+    )
 
 
 def test_settings_without_database_url_use_sqlite() -> None:
