@@ -45,7 +45,11 @@ from better_auth.jwt import (
     jwks_cache_clear,
     jwt_header,
 )
-from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
+from better_auth.tests.factories import (
+    BetterAuthSessionFactory,
+    better_auth_date,
+    signed_token,
+)
 from conversations.models import Conversation
 
 pytestmark = pytest.mark.django_db
@@ -791,12 +795,6 @@ def jwks_table(settings: Settings) -> str:
     settings.BETTER_AUTH_JWT_ISSUER = ISSUER
     settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
     return TABLE
-
-
-def better_auth_date(moment: dt.datetime) -> str:
-    """A date as Better Auth writes it: JavaScript's toISOString(), as is on
-    SQLite (its adapter stores dates as that text), parsed by PostgreSQL."""
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def store_key(
