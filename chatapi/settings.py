@@ -87,14 +87,32 @@ DEBUG = env_bool("DJANGO_DEBUG", default=False)
 
 
 def _required_secret(name: str, dev_value: str) -> str:
+    """The secret `name`; with debug off it must be set and not publicly
+    known. With debug on (`make run`) anything goes, unset included."""
     value = env_str(name)
-    if value:
-        return value
     if DEBUG:
-        return dev_value
-    raise ImproperlyConfigured(
-        f"{name} is required when DJANGO_DEBUG is off (see .env.example)."
-    )
+        return value or dev_value
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is required when DJANGO_DEBUG is off (see .env.example)."
+        )
+    if _publicly_known(value):
+        raise ImproperlyConfigured(
+            f"{name} is a placeholder or a publicly known value; set it to a "
+            "long random secret when DJANGO_DEBUG is off (see .env.example)."
+        )
+    return value
+
+
+def _publicly_known(secret: str) -> bool:
+    """The placeholders of .env.example ("change-me-..."), Django's
+    startproject keys and the dev-only key ("django-insecure-..."), the
+    dev-only Better Auth secret and Better Auth's built-in default (which
+    Better Auth itself refuses in production)."""
+    return secret.lower().startswith(("change-me", "django-insecure-")) or secret in {
+        "better-auth-dev-only-secret-never-use-in-production",
+        "better-auth-secret-12345678901234567890",
+    }
 
 
 def env_jwks_url(name: str) -> str:
