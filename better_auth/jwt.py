@@ -20,11 +20,13 @@ Off unless one of the two sources is set. A bearer value that is not a JWT
 """
 
 import base64
+import contextlib
 import datetime as dt
 import http.client
 import json
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -262,11 +264,7 @@ class _KeyCache:
         # frontend withdrew must not outlive an outage of its endpoint.
         max_age = ttl + settings.BETTER_AUTH_JWKS_MAX_STALE_SECONDS
         if _since(state.fetched_at, now) >= max_age:
-            if state.fetched_at is not None:
-                logger.warning(
-                    "The cached JWKS is older than its cache time plus "
-                    "BETTER_AUTH_JWKS_MAX_STALE_SECONDS: not used"
-                )
+            # No log line per request: each failed fetch logs a warning.
             waited = _since(state.attempted_at, now)
             raise JWKSUnavailable(wait=RETRY_AFTER_FAILURE_SECONDS - waited)
         public = state.jwks.get(kid)
@@ -287,7 +285,7 @@ class _KeyCache:
                 jwks = _load_jwks()
             except JWKSFetchError as error:
                 logger.warning("Could not load the JWKS: %s", error)
-                # Stale keys stay usable until a fetch succeeds again.
+                # The stale keys stay, usable for a bounded time (key()).
                 self._state = _KeySetState(
                     jwks=seen.jwks,
                     fetched_at=seen.fetched_at,
@@ -361,58 +359,65 @@ def _http_get(url: str) -> bytes:
     and MAX_JWKS_BYTES.
 
     http.client rather than urllib: no redirect is followed (the keys come
-    from the configured URL or from nowhere) and the socket's timeout can
-    be cut to the time left before each read, so the deadline holds for
-    the whole fetch, not per read. Name resolution is not covered by it.
+    from the configured URL or from nowhere). A watchdog shuts the socket
+    down at the deadline, so a server that trickles its answer (headers
+    included) cannot hold the fetch past it; connecting is bounded by the
+    socket timeout, name resolution by the system's resolver only.
     """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise JWKSFetchError("BETTER_AUTH_JWKS_URL must be an http(s) URL")
-    deadline = time.monotonic() + FETCH_DEADLINE_SECONDS
-
-    def time_left() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise JWKSFetchError(f"{url}: no answer within {FETCH_DEADLINE_SECONDS} s")
-        return left
-
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
+    status, body = 0, b""
+    sockets: list[socket.socket] = []
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        for sock in sockets:
+            # The plain socket's shutdown, also under TLS: a blocked read
+            # in the fetching thread then ends at once.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(FETCH_DEADLINE_SECONDS, cut_off)
+    watchdog.daemon = True
     conn: http.client.HTTPConnection
     try:
-        port = parts.port
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(
                 parts.hostname,
-                port,
-                timeout=time_left(),
+                parts.port,
+                timeout=FETCH_DEADLINE_SECONDS,
                 context=ssl.create_default_context(),
             )
         else:
-            conn = http.client.HTTPConnection(parts.hostname, port, timeout=time_left())
+            conn = http.client.HTTPConnection(
+                parts.hostname, parts.port, timeout=FETCH_DEADLINE_SECONDS
+            )
+        watchdog.start()
         try:
             conn.connect()
-            sock = conn.sock
-            sock.settimeout(time_left())
-            conn.request("GET", path, headers={"Accept": "application/json"})
-            sock.settimeout(time_left())
-            response = conn.getresponse()
-            if response.status != 200:
-                # Redirects included: they are not followed.
-                raise JWKSFetchError(f"{url}: HTTP {response.status}")
-            body = b""
-            while len(body) <= MAX_JWKS_BYTES:
-                sock.settimeout(time_left())
-                chunk = response.read1(64 * 1024)
-                if not chunk:
-                    break
-                body += chunk
+            sockets.append(conn.sock)
+            if not cut.is_set():
+                conn.request("GET", path, headers={"Accept": "application/json"})
+                response = conn.getresponse()
+                status = response.status
+                body = response.read(MAX_JWKS_BYTES + 1) if status == 200 else b""
         finally:
+            watchdog.cancel()
             conn.close()
     except (OSError, http.client.HTTPException, ValueError) as error:
         # Timeouts are OSErrors; a malformed port is a ValueError.
-        raise JWKSFetchError(f"{url}: {error}") from error
+        if not cut.is_set():
+            raise JWKSFetchError(f"{url}: {error}") from error
+    if cut.is_set():
+        raise JWKSFetchError(f"{url}: no answer within {FETCH_DEADLINE_SECONDS} s")
+    if status != 200:
+        # Redirects included: they are not followed.
+        raise JWKSFetchError(f"{url}: HTTP {status}")
     if len(body) > MAX_JWKS_BYTES:
         raise JWKSFetchError(f"{url}: the JWKS is larger than {MAX_JWKS_BYTES} bytes")
     return body
