@@ -5,17 +5,21 @@ a real table. Only the cache's clock and the wall clock key expiry is read
 against are moved, instead of waiting.
 """
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from django.db import connection
@@ -24,8 +28,10 @@ from django.urls import reverse
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_encode
 from pytest_django import DjangoAssertNumQueries, Settings
@@ -132,6 +138,13 @@ class JWKSServer:
 
 @pytest.fixture
 def jwks_server() -> Iterator[JWKSServer]:
+    with serve_jwks() as state:
+        yield state
+
+
+@contextlib.contextmanager
+def serve_jwks(tls: ssl.SSLContext | None = None) -> Iterator[JWKSServer]:
+    """A JWKS endpoint on 127.0.0.1, over TLS with `tls`."""
     state = JWKSServer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -171,7 +184,10 @@ def jwks_server() -> Iterator[JWKSServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/api/auth/jwks"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "http" if tls is None else "https"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/api/auth/jwks"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
@@ -743,6 +759,120 @@ def test_a_trickling_jwks_endpoint_is_cut_at_the_deadline(
         authenticate(key.sign())
 
     assert time.monotonic() - started < 1.5
+
+
+@dataclass
+class TLSFiles:
+    server: ssl.SSLContext
+    ca_file: str
+
+
+def self_signed_ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TLSFiles:
+    """A test CA, and a server certificate it issued for 127.0.0.1."""
+    ca, ca_key = self_signed_ca("JWKS test CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jwks")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (tmp_path / "server.pem").write_bytes(
+        certificate.public_bytes(pem)
+        + key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "server.pem")
+    return TLSFiles(server=server, ca_file=str(tmp_path / "ca.pem"))
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_a_jwks_over_https_needs_a_certificate_the_system_trusts(
+    settings: Settings,
+    key: SigningKey,
+    tls_files: TLSFiles,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    trusted: bool,
+) -> None:
+    """The system's trust store decides: here OpenSSL's SSL_CERT_FILE, set to
+    the test CA or to another one."""
+    other_ca, _ = self_signed_ca("another CA")
+    other_file = Path(tls_files.ca_file).with_name("other.pem")
+    other_file.write_bytes(other_ca.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setenv(
+        "SSL_CERT_FILE", tls_files.ca_file if trusted else str(other_file)
+    )
+    with serve_jwks(tls_files.server) as server:
+        server.publish(key)
+        settings.BETTER_AUTH_JWKS_URL = server.url
+        settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+        settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+
+        if trusted:
+            assert authenticate(key.sign()) == ANN
+        else:
+            with pytest.raises(JWKSUnavailable):
+                authenticate(key.sign())
+            assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
 
 
 @pytest.mark.usefixtures("url_mode")
