@@ -6,9 +6,11 @@ file in the project root is loaded for local work; real environment
 variables win). `.env.example` lists every variable.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -85,14 +87,58 @@ DEBUG = env_bool("DJANGO_DEBUG", default=False)
 
 
 def _required_secret(name: str, dev_value: str) -> str:
+    """The secret `name`; with debug off it must be set and not publicly
+    known. With debug on (`make run`) anything goes, unset included."""
     value = env_str(name)
-    if value:
-        return value
     if DEBUG:
-        return dev_value
-    raise ImproperlyConfigured(
-        f"{name} is required when DJANGO_DEBUG is off (see .env.example)."
-    )
+        return value or dev_value
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is required when DJANGO_DEBUG is off (see .env.example)."
+        )
+    if _publicly_known(value):
+        raise ImproperlyConfigured(
+            f"{name} is a placeholder or a publicly known value; set it to a "
+            "long random secret when DJANGO_DEBUG is off (see .env.example)."
+        )
+    return value
+
+
+def _publicly_known(secret: str) -> bool:
+    """The placeholders of .env.example ("change-me-..."), Django's
+    startproject keys and the dev-only key ("django-insecure-..."), the
+    dev-only Better Auth secret and Better Auth's built-in default (which
+    Better Auth itself refuses in production)."""
+    return secret.lower().startswith(("change-me", "django-insecure-")) or secret in {
+        "better-auth-dev-only-secret-never-use-in-production",
+        "better-auth-secret-12345678901234567890",
+    }
+
+
+def env_jwks_url(name: str) -> str:
+    """An https URL, or http to a loopback host or with debug on: the keys
+    that verify every JWT must not travel in clear across a network."""
+    url = env_str(name)
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be an https:// URL, not {url!r}.")
+    if parts.scheme == "http" and not DEBUG and not _is_loopback(parts.hostname):
+        raise ImproperlyConfigured(
+            f"{name} must use https:// (plain http:// is allowed only to "
+            f"localhost or a loopback address, or with DJANGO_DEBUG=1), not {url!r}."
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 SECRET_KEY = _required_secret(
@@ -333,7 +379,7 @@ BETTER_AUTH_REQUIRE_SIGNATURE = env_bool("BETTER_AUTH_REQUIRE_SIGNATURE")
 # Stateless mode: `Authorization: Bearer <jwt>` from Better Auth's JWT
 # plugin, verified with the frontend's public keys, from its JWKS endpoint
 # or from Better Auth's `jwks` table. Off unless one of the two is set.
-BETTER_AUTH_JWKS_URL = env_str("BETTER_AUTH_JWKS_URL")
+BETTER_AUTH_JWKS_URL = env_jwks_url("BETTER_AUTH_JWKS_URL")
 BETTER_AUTH_JWKS_TABLE = env_str("BETTER_AUTH_JWKS_TABLE")
 BETTER_AUTH_JWT_ISSUER = env_str("BETTER_AUTH_JWT_ISSUER")
 BETTER_AUTH_JWT_AUDIENCE = env_str("BETTER_AUTH_JWT_AUDIENCE")
@@ -341,6 +387,12 @@ BETTER_AUTH_JWT_ALGORITHMS = env_list(
     "BETTER_AUTH_JWT_ALGORITHMS", "EdDSA,ES256,ES512,RS256,PS256"
 )
 BETTER_AUTH_JWKS_CACHE_SECONDS = env_int("BETTER_AUTH_JWKS_CACHE_SECONDS", 300)
+# While the keys cannot be fetched again, the cached ones serve this long past
+# their cache time; then JWTs get 503 until a fetch succeeds.
+BETTER_AUTH_JWKS_MAX_STALE_SECONDS = env_int("BETTER_AUTH_JWKS_MAX_STALE_SECONDS", 3600)
+# Table mode: a key verifies until its expiresAt plus this grace period, the
+# JWT plugin's `jwks.gracePeriod` (its default: 30 days).
+BETTER_AUTH_JWKS_GRACE_SECONDS = env_int("BETTER_AUTH_JWKS_GRACE_SECONDS", 2592000)
 if (BETTER_AUTH_JWKS_URL or BETTER_AUTH_JWKS_TABLE) and not (
     BETTER_AUTH_JWT_ISSUER and BETTER_AUTH_JWT_AUDIENCE
 ):

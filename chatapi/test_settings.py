@@ -31,5 +31,7 @@ RATE_LIMIT_READ = "600/minute"
 # Each test process counts on its own; tests that need Redis say so.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 BETTER_AUTH_JWKS_URL = BETTER_AUTH_JWKS_TABLE = ""
+BETTER_AUTH_JWKS_MAX_STALE_SECONDS = 3600
+BETTER_AUTH_JWKS_GRACE_SECONDS = 2592000
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chatapi.tests.environment import ROOT, run_python
+from chatapi.tests.environment import ROOT, env_example_values, run_python
 
 pytestmark = pytest.mark.slow  # a fresh interpreter per test
 
@@ -53,6 +53,7 @@ print(json.dumps({
     "CSRF_COOKIE_SECURE": settings.CSRF_COOKIE_SECURE,
     "SECURE_HSTS_SECONDS": settings.SECURE_HSTS_SECONDS,
     "DB_OPTIONS": settings.DATABASES["default"].get("OPTIONS", {}),
+    "BETTER_AUTH_JWKS_URL": settings.BETTER_AUTH_JWKS_URL,
 }))
 """
 
@@ -114,6 +115,50 @@ def test_settings_debug_without_secrets_start_with_dev_values() -> None:
     assert values["DEBUG"] is True
     assert values["SECRET_KEY"]
     assert values["BETTER_AUTH_SECRET"]
+
+
+@pytest.mark.parametrize("name", ["DJANGO_SECRET_KEY", "BETTER_AUTH_SECRET"])
+def test_settings_refuse_the_placeholder_secrets_of_env_example(name: str) -> None:
+    placeholder = env_example_values()[name]
+
+    message = improperly_configured(**{**SECRETS, name: placeholder})
+
+    assert name in message
+    assert placeholder not in message
+
+
+def test_settings_env_example_copied_as_is_refuses_to_start() -> None:
+    values = env_example_values()
+    assert values["DJANGO_DEBUG"] == "0"
+
+    message = improperly_configured(**values)
+
+    assert "DJANGO_SECRET_KEY" in message
+
+
+def test_settings_env_example_with_debug_on_starts_for_local_work() -> None:
+    """`make run` with a .env copied from .env.example: DJANGO_DEBUG=1."""
+    example = env_example_values()
+
+    values = loaded(**{**example, "DJANGO_DEBUG": "1"})
+
+    assert values["SECRET_KEY"] == example["DJANGO_SECRET_KEY"]
+    assert values["BETTER_AUTH_SECRET"] == example["BETTER_AUTH_SECRET"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DJANGO_SECRET_KEY", "Change-Me-later"),
+        ("DJANGO_SECRET_KEY", "django-insecure-q8#v!s0m3th1ng-from-startproject"),
+        # Better Auth's built-in default, which Better Auth refuses in production.
+        ("BETTER_AUTH_SECRET", "better-auth-secret-12345678901234567890"),
+    ],
+)
+def test_settings_refuse_publicly_known_secrets(name: str, value: str) -> None:
+    message = improperly_configured(**{**SECRETS, name: value})
+
+    assert name in message
 
 
 def test_settings_debug_not_a_boolean_refuses_to_start() -> None:
@@ -299,6 +344,46 @@ def test_settings_jwt_mode_requires_issuer_and_audience(
     )
 
     assert "BETTER_AUTH_JWT_AUDIENCE" in message
+
+
+JWT_MODE = {
+    "BETTER_AUTH_JWT_ISSUER": "https://app.example.com",
+    "BETTER_AUTH_JWT_AUDIENCE": "https://app.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://app.example.com/api/auth/jwks", "file:///srv/jwks.json"],
+)
+def test_settings_jwks_url_must_be_https(url: str) -> None:
+    message = improperly_configured(BETTER_AUTH_JWKS_URL=url, **JWT_MODE, **SECRETS)
+
+    assert "BETTER_AUTH_JWKS_URL" in message
+    assert "https://" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://app.example.com/api/auth/jwks",
+        "http://localhost:3000/api/auth/jwks",
+        "http://127.0.0.1:3000/api/auth/jwks",
+        "http://[::1]:3000/api/auth/jwks",
+    ],
+)
+def test_settings_jwks_url_over_https_or_to_loopback_is_accepted(url: str) -> None:
+    values = loaded(BETTER_AUTH_JWKS_URL=url, **JWT_MODE, **SECRETS)
+
+    assert values["BETTER_AUTH_JWKS_URL"] == url
+
+
+def test_settings_jwks_url_over_http_is_accepted_with_debug_on() -> None:
+    url = "http://frontend:3000/api/auth/jwks"
+
+    values = loaded(DJANGO_DEBUG="1", BETTER_AUTH_JWKS_URL=url, **JWT_MODE)
+
+    assert values["BETTER_AUTH_JWKS_URL"] == url
 
 
 PG_URL = "postgres://app@db.example.com:5432/chat"
