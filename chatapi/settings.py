@@ -119,6 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its duration covers everything and every answer is logged.
     "chatapi.middleware.RequestLogMiddleware",
+    # Before anything that may read the body (CSRF reads the admin's forms).
+    "chatapi.middleware.Utf8OnlyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
