@@ -56,9 +56,10 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), PERIODS[period[0]]
 
 
-def client_key(ident: str) -> str:
-    """A cache-safe key part for any text (an address, a user name)."""
-    return hashlib.sha256(ident.encode()).hexdigest()[:32]
+def client_key(ident: str | None) -> str:
+    """A cache-safe key part for any text (an address, a user name). No
+    address (a WSGI server that sets no REMOTE_ADDR) is one key for all."""
+    return hashlib.sha256((ident or "").encode()).hexdigest()[:32]
 
 
 def current_window(key: str, rate: str, *, now: float | None = None) -> Window:
