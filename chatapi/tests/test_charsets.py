@@ -8,6 +8,7 @@ request, it shows whether anything decoded the body with it.
 
 import codecs
 import io
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
+from chatapi.handlers import WSGIHandler
 from chatapi.parsers import LimitedJSONParser
 from conversations.models import Message
 from conversations.tests.paths import chat_url, latest_url
@@ -250,3 +252,49 @@ def test_json_parser_decodes_utf8_whatever_the_context_says(
 
     assert parsed == {"message": "café"}
     assert codec_uses == []
+
+
+# --- a Content-Type Django cannot read -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [f"{JSON}; charset*=nope''x", f"{JSON}; format*=nope''x"],
+    ids=["charset", "other-parameter"],
+)
+def test_parameter_in_an_unknown_charset_is_415_not_500(
+    session: BetterAuthSession,
+    row_counts: Callable[[], tuple[int, int, int]],
+    content_type: str,
+) -> None:
+    """Django raises while it builds such a request, before any middleware;
+    the app's handler reads it as an unsupported charset. (The test client
+    builds Django's own request: this goes through the app's handler.)"""
+    body = b'{"message":"hi"}'
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": chat_url(session.user_id),
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_AUTHORIZATION": f"Bearer {session.token}",
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+    }
+    answer: list[Any] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        answer.extend([status, dict(headers)])
+        return lambda data: None
+
+    content = b"".join(WSGIHandler()(environ, start_response))
+
+    status, headers = answer
+    assert (status, headers["Content-Type"]) == ("415 Unsupported Media Type", JSON)
+    assert json.loads(content)["code"] == "unsupported_media_type"
+    assert row_counts() == (0, 0, 0)
