@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponseBase
+from django.views.decorators.cache import never_cache
 
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -21,6 +22,7 @@ from chatapi.views import error_response
 from core import ratelimit
 
 
+@never_cache
 def admin_login(
     request: HttpRequest, extra_context: dict[str, Any] | None = None
 ) -> HttpResponseBase:
