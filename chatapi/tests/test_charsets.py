@@ -14,6 +14,8 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 from django.test.client import encode_multipart
 
@@ -257,12 +259,26 @@ def test_json_parser_decodes_utf8_whatever_the_context_says(
 # --- a Content-Type Django cannot read -----------------------------------
 
 
+@pytest.fixture
+def app() -> Iterator[WSGIHandler]:
+    """The app's WSGI handler, keeping the test's database connection (and
+    transaction) open between requests, as Django's test client does."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield WSGIHandler()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
 @pytest.mark.parametrize(
     "content_type",
     [f"{JSON}; charset*=nope''x", f"{JSON}; format*=nope''x"],
     ids=["charset", "other-parameter"],
 )
 def test_parameter_in_an_unknown_charset_is_415_not_500(
+    app: WSGIHandler,
     session: BetterAuthSession,
     row_counts: Callable[[], tuple[int, int, int]],
     content_type: str,
@@ -292,7 +308,7 @@ def test_parameter_in_an_unknown_charset_is_415_not_500(
         answer.extend([status, dict(headers)])
         return lambda data: None
 
-    content = b"".join(WSGIHandler()(environ, start_response))
+    content = b"".join(app(environ, start_response))
 
     status, headers = answer
     assert (status, headers["Content-Type"]) == ("415 Unsupported Media Type", JSON)
