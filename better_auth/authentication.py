@@ -7,7 +7,8 @@ Credentials, first match wins:
 2. the session cookie `[__Secure-]<prefix>.session_token`, always signed.
 
 `signature` is base64 of HMAC-SHA256(BETTER_AUTH_SECRET, token). The session
-and its user are read in one query; nothing is written.
+and its user are read in one query; nothing is written. An address that
+failed too often gets 429 without the query (better_auth.throttling).
 """
 
 import base64
@@ -29,6 +30,7 @@ from rest_framework.request import Request
 
 from better_auth import postgres
 from better_auth.models import BetterAuthSession
+from better_auth.throttling import failures_limited
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -73,17 +75,19 @@ class BetterAuthSessionAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiUser, Credential] | None:
         parts = get_authorization_header(request).split()
         if parts and parts[0].lower() == self.keyword.lower().encode():
-            if len(parts) != 2:
-                raise _failed("Malformed Authorization header.")
-            user, session_id = self._authenticate_bearer(parts[1])
+            with failures_limited(request):
+                if len(parts) != 2:
+                    raise _failed("Malformed Authorization header.")
+                user, session_id = self._authenticate_bearer(parts[1])
             return user, Credential("bearer", session_id)
 
         cookie = self._session_cookie(request)
         if cookie is not None:
-            token = verified_token(unquote(cookie))
-            if token is None:
-                raise _failed()
-            user, session_id = self.authenticate_token(token)
+            with failures_limited(request):
+                token = verified_token(unquote(cookie))
+                if token is None:
+                    raise _failed()
+                user, session_id = self.authenticate_token(token)
             return user, Credential("cookie", session_id)
         return None
 

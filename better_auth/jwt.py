@@ -46,6 +46,7 @@ from rest_framework.exceptions import APIException, AuthenticationFailed
 from rest_framework.request import Request
 
 from better_auth.authentication import ApiUser, Credential
+from better_auth.throttling import failures_limited
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ class BetterAuthJWTAuthentication(BaseAuthentication):
         header = jwt_header(value)
         if header is None:
             return None  # a Better Auth session token, raw or signed
-        return self.authenticate_jwt(value, header)
+        with failures_limited(request):
+            return self.authenticate_jwt(value, header)
 
     def authenticate_header(self, request: Request) -> str:
         # First in DEFAULT_AUTHENTICATION_CLASSES, so this is the class whose

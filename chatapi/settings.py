@@ -165,6 +165,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its duration covers everything and every answer is logged.
     "chatapi.middleware.RequestLogMiddleware",
+    # Before anything that may read the body (CSRF reads the admin's forms).
+    "chatapi.middleware.Utf8OnlyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -304,6 +306,17 @@ CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed", "X-Request-ID"]
 # every worker; otherwise each process counts on its own.
 RATE_LIMIT_CHAT = env_rate("RATE_LIMIT_CHAT", "60/minute")
 RATE_LIMIT_READ = env_rate("RATE_LIMIT_READ", "600/minute")
+# Per client address (docs/SECURITY.md): failed API authentications (then
+# 429 without the session lookup), failed admin sign-ins (also per user
+# name; then 429 without the password check), and /api/schema/.
+RATE_LIMIT_AUTH_FAILURES = env_rate("RATE_LIMIT_AUTH_FAILURES", "30/minute")
+RATE_LIMIT_ADMIN_LOGIN = env_rate("RATE_LIMIT_ADMIN_LOGIN", "10/hour")
+RATE_LIMIT_SCHEMA = env_rate("RATE_LIMIT_SCHEMA", "60/minute")
+# The client's address: REMOTE_ADDR with 0; with N, the X-Forwarded-For
+# entry added by the outermost of the N proxies in front of the app (DRF's
+# NUM_PROXIES). Never more than the proxies really there: a client writes
+# its own X-Forwarded-For.
+NUM_PROXIES = env_int("DJANGO_NUM_PROXIES", 0)
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
@@ -332,6 +345,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chatapi.exception_handlers.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 # The OpenAPI schema (/api/schema/, /api/docs/). The docs page's assets come

@@ -28,6 +28,10 @@ ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
 FRONTEND_ORIGINS = CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
 RATE_LIMIT_CHAT = "60/minute"
 RATE_LIMIT_READ = "600/minute"
+RATE_LIMIT_AUTH_FAILURES = "30/minute"
+RATE_LIMIT_ADMIN_LOGIN = "10/hour"
+RATE_LIMIT_SCHEMA = "60/minute"
+NUM_PROXIES = REST_FRAMEWORK["NUM_PROXIES"] = 0  # noqa: F405
 # Each test process counts on its own; tests that need Redis say so.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 BETTER_AUTH_JWKS_URL = BETTER_AUTH_JWKS_TABLE = ""

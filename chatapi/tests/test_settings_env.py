@@ -47,6 +47,10 @@ print(json.dumps({
     "CORS_ALLOWED_ORIGINS": settings.CORS_ALLOWED_ORIGINS,
     "RATE_LIMIT_CHAT": settings.RATE_LIMIT_CHAT,
     "RATE_LIMIT_READ": settings.RATE_LIMIT_READ,
+    "RATE_LIMIT_AUTH_FAILURES": settings.RATE_LIMIT_AUTH_FAILURES,
+    "RATE_LIMIT_ADMIN_LOGIN": settings.RATE_LIMIT_ADMIN_LOGIN,
+    "RATE_LIMIT_SCHEMA": settings.RATE_LIMIT_SCHEMA,
+    "NUM_PROXIES": settings.REST_FRAMEWORK["NUM_PROXIES"],
     "CACHE_BACKEND": settings.CACHES["default"]["BACKEND"],
     "CACHE_LOCATION": settings.CACHES["default"].get("LOCATION", ""),
     "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
@@ -254,13 +258,31 @@ def test_settings_rate_limits_default_to_generous_per_minute_values() -> None:
 
     assert values["RATE_LIMIT_CHAT"] == "60/minute"
     assert values["RATE_LIMIT_READ"] == "600/minute"
+    assert values["RATE_LIMIT_AUTH_FAILURES"] == "30/minute"
+    assert values["RATE_LIMIT_ADMIN_LOGIN"] == "10/hour"
+    assert values["RATE_LIMIT_SCHEMA"] == "60/minute"
+
+
+def test_settings_client_address_is_remote_addr_unless_proxies_are_set() -> None:
+    assert loaded(**SECRETS)["NUM_PROXIES"] == 0
+    assert loaded(DJANGO_NUM_PROXIES="2", **SECRETS)["NUM_PROXIES"] == 2
 
 
 def test_settings_rate_limits_read_from_the_environment() -> None:
-    values = loaded(RATE_LIMIT_CHAT="5/Second", RATE_LIMIT_READ="OFF", **SECRETS)
+    values = loaded(
+        RATE_LIMIT_CHAT="5/Second",
+        RATE_LIMIT_READ="OFF",
+        RATE_LIMIT_AUTH_FAILURES="7/hour",
+        RATE_LIMIT_ADMIN_LOGIN="3/day",
+        RATE_LIMIT_SCHEMA="off",
+        **SECRETS,
+    )
 
     assert values["RATE_LIMIT_CHAT"] == "5/second"
     assert values["RATE_LIMIT_READ"] == "off"
+    assert values["RATE_LIMIT_AUTH_FAILURES"] == "7/hour"
+    assert values["RATE_LIMIT_ADMIN_LOGIN"] == "3/day"
+    assert values["RATE_LIMIT_SCHEMA"] == "off"
 
 
 @pytest.mark.parametrize("rate", ["abc", "10", "0/minute", "10/fortnight", "-1/s"])
