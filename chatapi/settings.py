@@ -354,6 +354,9 @@ AGENT_BACKEND = env_str("AGENT_BACKEND", "agent.backends.stub.StubAgent")
 AGENT_TIMEOUT_SECONDS = env_float("AGENT_TIMEOUT_SECONDS", 30.0)
 AGENT_CONTEXT_MESSAGES = env_int("AGENT_CONTEXT_MESSAGES", 20)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
+# A page of GET messages stops early, newest messages kept, rather than pass
+# this many bytes of JSON (it always holds at least one message).
+MESSAGES_PAGE_MAX_BYTES = env_int("MESSAGES_PAGE_MAX_BYTES", 1048576, minimum=1024)
 
 LOGGING = {
     "version": 1,

@@ -17,7 +17,7 @@ from conversations.tests.paths import messages_url
 pytestmark = pytest.mark.django_db
 
 NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
-MESSAGE_KEYS = {"id", "conversation_id", "role", "content", "created_at"}
+MESSAGE_KEYS = {"id", "conversation_id", "role", "content", "created_at", "tool_calls"}
 
 
 def conversation_with_messages(
