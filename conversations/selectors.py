@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, cast
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, Subquery
+from django.db.models import Q, QuerySet, Subquery
 
 from agent.backends.base import HistoryMessage, Role
 from conversations import postgres
@@ -144,27 +144,37 @@ def cursor_decode(value: str) -> ConversationCursor:
     return ConversationCursor(updated_at, uuid.UUID(hex=match[2]))
 
 
-def conversation_page(
+def conversation_page_query(
     *, owner_id: str, limit: int, cursor: ConversationCursor | None = None
-) -> ConversationPage:
-    """A page of the owner's conversations, most recently updated first
-    (ties: higher id first), after `cursor` if given.
+) -> "QuerySet[Conversation, tuple[Any, ...]]":
+    """The one query of conversation_page: `limit` rows of the owner's
+    conversations after `cursor`, as ConversationRow fields.
 
-    One query, a keyset range of conv_owner_updated_idx (no OFFSET, no
-    COUNT): the last page of a long list costs what the first does. The
-    redundant `updated_at <= ...` is what lets the index bound the scan;
-    the OR then only skips the ties already shown.
+    A keyset range of conv_owner_updated_idx (no OFFSET, no COUNT): the
+    last page of a long list costs what the first does. The redundant
+    `updated_at <= ...` is what bounds the index scan; the OR then only
+    skips the ties already shown.
     """
     found = Conversation.objects.filter(owner_id=owner_id)
     if cursor is not None:
         found = found.filter(updated_at__lte=cursor.updated_at).filter(
             Q(updated_at__lt=cursor.updated_at) | Q(id__lt=cursor.id)
         )
+    return found.order_by("-updated_at", "-id").values_list(*CONVERSATION_FIELDS)[
+        :limit
+    ]
+
+
+def conversation_page(
+    *, owner_id: str, limit: int, cursor: ConversationCursor | None = None
+) -> ConversationPage:
+    """A page of the owner's conversations, most recently updated first
+    (ties: higher id first), after `cursor` if given: one query."""
     rows = [
         ConversationRow(*row)
-        for row in found.order_by("-updated_at", "-id").values_list(
-            *CONVERSATION_FIELDS
-        )[: limit + 1]
+        for row in conversation_page_query(
+            owner_id=owner_id, limit=limit + 1, cursor=cursor
+        )
     ]
     has_more = len(rows) > limit
     page = rows[:limit]
