@@ -24,7 +24,7 @@ def title_from_message(content):
     return text[:TITLE_FROM_MESSAGE_CHARS].rstrip() + "…"
 
 
-def titles_fill(apps, schema_editor):
+def titles_fill(apps, schema_editor, batch=BATCH):
     Conversation = apps.get_model("conversations", "Conversation")
     Message = apps.get_model("conversations", "Message")
     db = schema_editor.connection.alias
@@ -33,10 +33,10 @@ def titles_fill(apps, schema_editor):
     )
     after = None
     while True:
-        batch = untitled.order_by("id")
+        page = untitled.order_by("id")
         if after is not None:
-            batch = batch.filter(id__gt=after)
-        ids = list(batch.values_list("id", flat=True)[:BATCH])
+            page = page.filter(id__gt=after)
+        ids = list(page.values_list("id", flat=True)[:batch])
         if not ids:
             return
         after = ids[-1]

@@ -113,9 +113,10 @@ def test_export_has_each_conversations_title_and_who_set_it() -> None:
 
     data = json.loads(run("export_user_data", user.id))
 
-    assert [
-        (c["title"], c["title_set_by_user"]) for c in data["conversations"]
-    ] == [("add tea", False), ("Greetings", True)]
+    assert [(c["title"], c["title_set_by_user"]) for c in data["conversations"]] == [
+        ("add tea", False),
+        ("Greetings", True),
+    ]
 
 
 def test_export_by_email_equals_export_by_id() -> None:
