@@ -49,12 +49,12 @@ def orphans() -> tuple[int, int]:
             "SELECT count(*) FROM messages m LEFT JOIN conversations c"
             " ON c.id = m.conversation_id WHERE c.id IS NULL"
         )
-        messages = cursor.fetchone()[0]  # type: ignore[index]
+        messages = cursor.fetchone()[0]
         cursor.execute(
             "SELECT count(*) FROM tool_calls t LEFT JOIN messages m"
             " ON m.id = t.message_id WHERE m.id IS NULL"
         )
-        calls = cursor.fetchone()[0]  # type: ignore[index]
+        calls = cursor.fetchone()[0]
     return messages, calls
 
 
@@ -190,8 +190,9 @@ def test_conversations_delete_waits_for_no_lock_another_user_holds() -> None:
             )
             holding.set()
             release.wait(10)
+        connection.close()
 
-    holder = threading.Thread(target=lambda: (hold_theirs(), connection.close()))
+    holder = threading.Thread(target=hold_theirs)
     holder.start()
     try:
         assert holding.wait(10)
