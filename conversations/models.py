@@ -27,9 +27,12 @@ class Conversation(models.Model):
     # table is not ours to constrain.
     owner_id = models.TextField()
     # Made from the first message (conversation_title_from_message) unless
-    # the user set one; a title the user set is never overwritten.
-    title = models.CharField(max_length=TITLE_MAX_CHARS, blank=True, default="")
-    title_set_by_user = models.BooleanField(default=False)
+    # the user set one; a title the user set is never overwritten. The
+    # database defaults too, for rows inserted by SQL that predates them.
+    title = models.CharField(
+        max_length=TITLE_MAX_CHARS, blank=True, default="", db_default=""
+    )
+    title_set_by_user = models.BooleanField(default=False, db_default=False)
     # The sequence number of the newest message; the next one gets +1.
     # Updated under the row lock that serialises writers to a conversation.
     last_sequence = models.PositiveIntegerField(default=0, editable=False)
