@@ -252,14 +252,15 @@ class ConversationLatestView(APIView):
         responses={
             200: OpenApiResponse(
                 ConversationLatestOutputSerializer,
-                description="The latest conversation, or nulls.",
+                description="The latest conversation, or nulls (and 0).",
             ),
             **error_responses(401, 404, 429, 503),
         },
     )
     def get(self, request: Request, user_id: str) -> Response:
-        """The user's most recently updated conversation; every field is
-        null when the user has none."""
+        """The user's most recently updated conversation, as the list shows
+        it (title, message count); when the user has none, every field is
+        null and `message_count` is 0."""
         owner_id = owner_from_path(request, user_id)
         conversation = conversation_latest_for_owner(owner_id=owner_id)
         if conversation is None:
