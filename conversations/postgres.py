@@ -18,7 +18,8 @@ takes its row lock and the next sequence number, the INSERTs of the message
 and its tool calls use it; concurrent senders queue on the lock and get
 consecutive numbers. The reads are keyset scans of msg_conv_sequence_uniq
 whose plan stays an index scan under a generic plan ("Plans under skew" in
-docs/PERFORMANCE.md).
+docs/PERFORMANCE.md). Deleting conversations is one statement too, after
+the caller locked them (docs/API.md, "Deleting").
 """
 
 import functools

@@ -264,7 +264,7 @@ class ConversationLatestView(APIView):
         owner_id = owner_from_path(request, user_id)
         conversation = conversation_latest_for_owner(owner_id=owner_id)
         if conversation is None:
-            return Response(NO_CONVERSATION)
+            return Response(dict(NO_CONVERSATION))
         return Response(conversation_out(conversation))
 
     @extend_schema(
