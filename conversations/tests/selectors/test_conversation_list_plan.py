@@ -134,25 +134,25 @@ def test_conversation_list_generic_plan_under_skew_reads_one_owner_range() -> No
             ),
         ]
     )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE conversations")
+    with connection.cursor() as db:
+        db.execute("ANALYZE conversations")
     mine = list(
         Conversation.objects.filter(owner_id=OWNER)
         .order_by("-updated_at", "-id")
         .values_list("updated_at", "id")
     )
-    cases = [
+    cases: list[tuple[str, ConversationCursor | None, int]] = [
         ("small-7", None, 3),
         ("small-7", ConversationCursor(now, uuid.UUID(int=2**128 - 1)), 3),
         (OWNER, None, LIMIT),
         (OWNER, ConversationCursor(*mine[COUNT - 21]), 20),
     ]
 
-    for owner, cursor, rows_read in cases:
-        query = conversation_page_query(owner_id=owner, limit=LIMIT, cursor=cursor)
+    for owner, position, rows_read in cases:
+        query = conversation_page_query(owner_id=owner, limit=LIMIT, cursor=position)
         list(query.all())  # the first read of new rows also sets their hint bits
         found = generic_plan(query)
         [scan] = [n for n in nodes(found) if "Index Name" in n]
-        assert scan["Index Name"] == "conv_owner_updated_idx", (owner, cursor)
+        assert scan["Index Name"] == "conv_owner_updated_idx", (owner, position)
         assert scan["Actual Rows"] == rows_read
         assert buffers(found) < 20
