@@ -310,6 +310,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "conversations.openapi.postprocess_chat_request",
+        "conversations.openapi.postprocess_conversation_update",
         "chatapi.schema.postprocess_request_ids",
     ],
     "ENUM_NAME_OVERRIDES": {

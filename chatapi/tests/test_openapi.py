@@ -353,6 +353,36 @@ def test_schema_chat_request_follows_the_message_limit(settings: Settings) -> No
     }
 
 
+def test_schema_rename_body_requires_a_title(openapi: dict[str, Any]) -> None:
+    body = openapi["paths"][DETAIL]["patch"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    component = openapi["components"]["schemas"][schema["$ref"].split("/")[-1]]
+
+    assert component["required"] == ["title"]
+    assert component["properties"]["title"] | {"description": ""} == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "\\S",
+        "description": "",
+    }
+
+
+def test_schema_list_parameters(openapi: dict[str, Any]) -> None:
+    parameters = {
+        (p["in"], p["name"]): p for p in openapi["paths"][LIST]["get"]["parameters"]
+    }
+
+    assert parameters["query", "limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+        "default": 20,
+    }
+    assert parameters["query", "cursor"]["schema"] == {"type": "string"}
+    assert not parameters["query", "cursor"].get("required")
+
+
 def test_schema_path_and_query_parameters(openapi: dict[str, Any]) -> None:
     parameters = {
         (p["in"], p["name"]): p for p in openapi["paths"][MESSAGES]["get"]["parameters"]
