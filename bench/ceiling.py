@@ -7,7 +7,9 @@ that keeps the contract's order of work:
 
 - authentication: one query joining session and user;
 - GET conversations: one query;
-- GET messages: one query (ownership check and page together);
+- GET conversations/list: one query (a row comparison on the keyset);
+- GET messages: one query (ownership check, page, each message's tool
+  calls as a JSON array, and the page's byte bound together);
 - POST chat: one statement commits the user message (sequence taken under
   the conversation's row lock), one reads the agent's history, the stub
   agent answers with no transaction open, one statement commits the reply,
@@ -19,13 +21,14 @@ No framework, no middleware, no validation beyond what the happy path
 needs: it is a ceiling to measure against, not an API to serve.
 """
 
+import base64
 import json
 import os
 import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -42,34 +45,58 @@ SELECT u.id FROM "session" s JOIN "user" u ON u.id = s."userId"
 WHERE s.token = %s AND s."expiresAt" > now() LIMIT 1
 """
 LATEST_CONVERSATION = """
-SELECT id, created_at, updated_at FROM conversations
+SELECT id, title, created_at, updated_at, last_sequence FROM conversations
 WHERE owner_id = %s ORDER BY updated_at DESC, id DESC LIMIT 1
 """
-# One row per message of the page, newest first; one row with NULLs when
-# the conversation has none; no row when the owner has no such conversation.
+CONVERSATION_PAGE = """
+SELECT id, title, created_at, updated_at, last_sequence FROM conversations
+WHERE owner_id = %(owner)s
+ORDER BY updated_at DESC, id DESC LIMIT %(limit)s
+"""
+CONVERSATION_PAGE_AFTER = """
+SELECT id, title, created_at, updated_at, last_sequence FROM conversations
+WHERE owner_id = %(owner)s AND (updated_at, id) < (%(updated_at)s, %(id)s)
+ORDER BY updated_at DESC, id DESC LIMIT %(limit)s
+"""
+# One row per message of the page, newest first, with its tool calls as a
+# JSON array and how many messages were read (`limit`, at most); the page
+# stops at the byte bound as the API's does. One row with NULLs when the
+# conversation has none; no row when the owner has no such conversation.
 MESSAGE_PAGE = """
-SELECT m.id, m.role, m.content, m.created_at
+SELECT m.id, m.role, m.content, m.created_at, m.tool_calls, m.read
 FROM conversations c
+{before_join}
 LEFT JOIN LATERAL (
-    SELECT id, role, content, created_at, sequence FROM messages
-    WHERE conversation_id = c.id
-    ORDER BY sequence DESC LIMIT %(limit)s
-) m ON true
+    SELECT p.*, count(*) OVER () AS read,
+           sum(p.cost) OVER w AS running, row_number() OVER w AS n
+    FROM (
+        SELECT q.*, t.tool_calls,
+               octet_length(to_json(q.content)::text)
+                   + octet_length(t.tool_calls::text) + 200 AS cost
+        FROM (
+            SELECT id, role, content, created_at, sequence FROM messages
+            WHERE conversation_id = c.id{before_filter}
+            ORDER BY sequence DESC LIMIT %(limit)s
+        ) q
+        CROSS JOIN LATERAL (
+            SELECT coalesce(json_agg(json_build_object(
+                'id', tc.id, 'tool_name', tc.tool_name,
+                'parameters', tc.parameters, 'result', tc.result,
+                'status', tc.status
+            ) ORDER BY tc.position), '[]'::json) AS tool_calls
+            FROM tool_calls tc WHERE tc.message_id = q.id
+        ) t
+    ) p
+    WINDOW w AS (ORDER BY p.sequence DESC ROWS UNBOUNDED PRECEDING)
+) m ON m.n = 1 OR m.running <= %(max_bytes)s
 WHERE c.id = %(conversation)s AND c.owner_id = %(owner)s
 ORDER BY m.sequence DESC
 """
-MESSAGE_PAGE_BEFORE = """
-SELECT m.id, m.role, m.content, m.created_at
-FROM conversations c
-JOIN messages b ON b.conversation_id = c.id AND b.id = %(before)s
-LEFT JOIN LATERAL (
-    SELECT id, role, content, created_at, sequence FROM messages
-    WHERE conversation_id = c.id AND sequence < b.sequence
-    ORDER BY sequence DESC LIMIT %(limit)s
-) m ON true
-WHERE c.id = %(conversation)s AND c.owner_id = %(owner)s
-ORDER BY m.sequence DESC
-"""
+MESSAGE_PAGE_LATEST = MESSAGE_PAGE.format(before_join="", before_filter="")
+MESSAGE_PAGE_BEFORE = MESSAGE_PAGE.format(
+    before_join="JOIN messages b ON b.conversation_id = c.id AND b.id = %(before)s",
+    before_filter=" AND sequence < b.sequence",
+)
 # The UPDATE locks the conversation's row until the statement commits, so
 # concurrent senders get consecutive sequence numbers.
 USER_MESSAGE = """
@@ -124,11 +151,15 @@ SELECT id FROM m
 """
 
 ROUTE = re.compile(
-    r"^/api/v1/users/(?P<user>[^/]+)/"
-    r"(?:(?P<chat>chat)|conversations(?:/(?P<conversation>[^/]+)/messages)?)/?$"
+    r"^/api/v1/users/(?P<user>[^/]+)/(?:(?P<chat>chat)|conversations"
+    r"(?:(?P<list>/list)|/(?P<conversation>[^/]+)/messages)?)/?$"
 )
 HISTORY_MESSAGES = int(os.environ.get("AGENT_CONTEXT_MESSAGES", "20"))
 DEFAULT_PAGE_SIZE = 100
+DEFAULT_LIST_SIZE = 20
+# MESSAGES_PAGE_MAX_BYTES's default, less the page's own keys.
+PAGE_MAX_BYTES = 1048576 - 160
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _agent = StubAgent()
 _local = threading.local()
@@ -164,6 +195,8 @@ def application(
             raise HttpError("405 Method Not Allowed", "method_not_allowed")
         elif match["conversation"]:
             body = _messages(conn, owner, match["conversation"], environ)
+        elif match["list"]:
+            body = _conversation_list(conn, owner, environ)
         else:
             body = _latest(conn, owner)
     except HttpError as error:
@@ -193,14 +226,65 @@ def _authenticate(conn: psycopg.Connection[Any], environ: dict[str, Any]) -> str
     return owner
 
 
+def _conversation(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        "conversation_id": str(row[0]),
+        "title": row[1],
+        "created_at": _timestamp(row[2]),
+        "updated_at": _timestamp(row[3]),
+        "message_count": row[4],
+    }
+
+
 def _latest(conn: psycopg.Connection[Any], owner: str) -> dict[str, Any]:
     row = conn.execute(LATEST_CONVERSATION, (owner,), prepare=True).fetchone()
     if row is None:
-        return {"conversation_id": None, "created_at": None, "updated_at": None}
+        return {
+            "conversation_id": None,
+            "title": None,
+            "created_at": None,
+            "updated_at": None,
+            "message_count": 0,
+        }
+    return _conversation(row)
+
+
+def cursor(updated_at: datetime, conversation_id: uuid.UUID) -> str:
+    """The list's cursor: base64url of "1:<microseconds>:<id hex>"."""
+    micros = (updated_at - EPOCH) // timedelta(microseconds=1)
+    text = f"1:{micros}:{conversation_id.hex}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _cursor_decode(value: str) -> tuple[datetime, uuid.UUID]:
+    text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    version, micros, hex_id = text.split(":")
+    if version != "1":
+        raise ValueError(value)
+    return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=hex_id)
+
+
+def _conversation_list(
+    conn: psycopg.Connection[Any], owner: str, environ: dict[str, Any]
+) -> dict[str, Any]:
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    try:
+        limit = int(query.get("limit", [DEFAULT_LIST_SIZE])[0])
+        after = _cursor_decode(query["cursor"][0]) if "cursor" in query else None
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError("400 Bad Request", "invalid_cursor") from None
+    params: dict[str, Any] = {"owner": owner, "limit": limit + 1}
+    statement = CONVERSATION_PAGE
+    if after is not None:
+        params["updated_at"], params["id"] = after
+        statement = CONVERSATION_PAGE_AFTER
+    rows = conn.execute(statement, params, prepare=True).fetchall()
+    has_more = len(rows) > limit
+    page = rows[:limit]
     return {
-        "conversation_id": str(row[0]),
-        "created_at": _timestamp(row[1]),
-        "updated_at": _timestamp(row[2]),
+        "conversations": [_conversation(row) for row in page],
+        "has_more": has_more,
+        "next_cursor": cursor(page[-1][3], page[-1][0]) if has_more else None,
     }
 
 
@@ -222,14 +306,16 @@ def _messages(
         "owner": owner,
         "limit": limit + 1,
         "before": before,
+        "max_bytes": PAGE_MAX_BYTES,
     }
-    statement = MESSAGE_PAGE if before is None else MESSAGE_PAGE_BEFORE
+    statement = MESSAGE_PAGE_LATEST if before is None else MESSAGE_PAGE_BEFORE
     rows = conn.execute(statement, params, prepare=True).fetchall()
     if not rows:
         raise HttpError("404 Not Found", "not_found")
+    read = rows[0][5] or 0
     rows = [row for row in rows if row[0] is not None]
-    has_more = len(rows) > limit
     page = rows[:limit][::-1]
+    has_more = read > len(page)
     return {
         "conversation_id": str(conversation_uuid),
         "messages": [
@@ -239,8 +325,9 @@ def _messages(
                 "role": role,
                 "content": content,
                 "created_at": _timestamp(created_at),
+                "tool_calls": tool_calls,
             }
-            for message_id, role, content, created_at in page
+            for message_id, role, content, created_at, tool_calls, _ in page
         ],
         "has_more": has_more,
         "next_before": str(page[0][0]) if has_more else None,

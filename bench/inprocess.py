@@ -62,10 +62,11 @@ def _caller(
     def request(number: int) -> None:
         bodies = scenario.bodies or ("",)
         body = bodies[number % len(bodies)].encode()
+        path, _, query = scenario.path.partition("?")
         environ = {
             "REQUEST_METHOD": scenario.method,
-            "PATH_INFO": scenario.path,
-            "QUERY_STRING": "",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
             "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "80",
             "HTTP_HOST": "127.0.0.1",

@@ -10,6 +10,7 @@ The ids below are the ones seed.sql writes (md5 of a key, as a UUID).
 """
 
 import argparse
+import datetime as dt
 import hashlib
 import os
 import subprocess
@@ -29,6 +30,11 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench"
 MESSAGE_SIZES = (20, 1000, 100_000)
 ROTATING_CONVERSATIONS = 16
 MANY_CONVERSATIONS = 10_000
+# bench-many's conversation k (1 to MANY_CONVERSATIONS) was updated k minutes
+# before this; k = 1 is the latest.
+MANY_UPDATED_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+LIST_PAGE_SIZE = 20  # the list's default
+TOOLS_CONVERSATION = "bench:tools:100"
 
 
 def conversation_id(key: str) -> uuid.UUID:
@@ -46,6 +52,21 @@ def user_id(user: str) -> str:
 
 def messages_conversation(size: int) -> uuid.UUID:
     return conversation_id(f"bench:messages:{size}")
+
+
+def tools_conversation() -> uuid.UUID:
+    """bench-reader's conversation of 100 messages with tool calls."""
+    return conversation_id(TOOLS_CONVERSATION)
+
+
+def list_last_page_after() -> tuple[dt.datetime, uuid.UUID]:
+    """(updated_at, id) of the conversation just before the last page of
+    bench-many's list: where that page's cursor points."""
+    k = MANY_CONVERSATIONS - LIST_PAGE_SIZE
+    return (
+        MANY_UPDATED_FROM - dt.timedelta(minutes=k),
+        conversation_id(f"bench:many:{k}"),
+    )
 
 
 def post_conversation(number: int) -> uuid.UUID:

@@ -370,6 +370,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "conversations.openapi.postprocess_chat_request",
+        "conversations.openapi.postprocess_conversation_update",
         "chatapi.schema.postprocess_request_ids",
     ],
     "ENUM_NAME_OVERRIDES": {
@@ -423,6 +424,9 @@ AGENT_CONTEXT_MESSAGES = env_int("AGENT_CONTEXT_MESSAGES", 20)
 # that fit (conversations.selectors.message_history_for_agent).
 AGENT_CONTEXT_MAX_CHARS = env_int("AGENT_CONTEXT_MAX_CHARS", 64000)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
+# A page of GET messages stops early, newest messages kept, rather than pass
+# this many bytes of JSON (it always holds at least one message).
+MESSAGES_PAGE_MAX_BYTES = env_int("MESSAGES_PAGE_MAX_BYTES", 1048576, minimum=1024)
 
 LOGGING = {
     "version": 1,

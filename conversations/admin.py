@@ -133,6 +133,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ConversationAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
+        "title",
         "owner_id",
         "owner_email",
         "message_count",
@@ -144,9 +145,14 @@ class ConversationAdmin(ReadOnlyAdmin):
     ordering = ("-created_at",)
     list_filter = ("created_at", "updated_at")
     search_fields = ("owner_id",)
-    search_help_text = "Exact owner id, owner email or conversation id."
+    search_help_text = (
+        "Exact owner id, owner email or conversation id, or text in the title "
+        "(a scan: slower on a large table)."
+    )
     fields = (
         "id",
+        "title",
+        "title_set_by_user",
         "owner",
         "message_count",
         "created_at",
@@ -175,7 +181,7 @@ class ConversationAdmin(ReadOnlyAdmin):
         owner_ids = [term]
         if "@" in term:
             owner_ids += users_with_email(term).values_list("id", flat=True)
-        match = Q(owner_id__in=owner_ids)
+        match = Q(owner_id__in=owner_ids) | Q(title__icontains=term)
         conversation_id = _uuid_or_none(term)
         if conversation_id is not None:
             match |= Q(pk=conversation_id)

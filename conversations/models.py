@@ -4,12 +4,35 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# A title the user sets: at most this many characters (CONTRACT §8).
+TITLE_MAX_CHARS = 200
+# A title made from the first message: at most this many characters of it,
+# then an ellipsis.
+TITLE_FROM_MESSAGE_CHARS = 80
+
+
+def conversation_title_from_message(content: str) -> str:
+    """The title of a conversation whose first message is `content`: its
+    white space collapsed and trimmed, cut to TITLE_FROM_MESSAGE_CHARS
+    characters plus an ellipsis when longer."""
+    text = " ".join(content.split())
+    if len(text) <= TITLE_FROM_MESSAGE_CHARS:
+        return text
+    return text[:TITLE_FROM_MESSAGE_CHARS].rstrip() + "…"
+
 
 class Conversation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # A Better Auth user id: text, not a foreign key, because Better Auth's
     # table is not ours to constrain.
     owner_id = models.TextField()
+    # Made from the first message (conversation_title_from_message) unless
+    # the user set one; a title the user set is never overwritten. The
+    # database defaults too, for rows inserted by SQL that predates them.
+    title = models.CharField(
+        max_length=TITLE_MAX_CHARS, blank=True, default="", db_default=""
+    )
+    title_set_by_user = models.BooleanField(default=False, db_default=False)
     # The sequence number of the newest message; the next one gets +1.
     # Updated under the row lock that serialises writers to a conversation.
     last_sequence = models.PositiveIntegerField(default=0, editable=False)
@@ -31,6 +54,11 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return str(self.id)
+
+    @property
+    def message_count(self) -> int:
+        # Messages are numbered 1, 2, 3… and never deleted one by one.
+        return self.last_sequence
 
 
 class MessageRole(models.TextChoices):

@@ -244,3 +244,15 @@ def postprocess_chat_request(
         "Another user's or an unknown conversation answers 404."
     )
     return result
+
+
+def postprocess_conversation_update(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """The rename's body as the view validates it: drf-spectacular makes
+    every PATCH body partial ("Patched…", nothing required), but `title`
+    is required, and must hold more than white space."""
+    schema = result["components"]["schemas"]["PatchedConversationUpdate"]
+    schema["required"] = ["title"]
+    schema["properties"]["title"].update(minLength=1, pattern=r"\S")
+    return result

@@ -18,7 +18,8 @@ takes its row lock and the next sequence number, the INSERTs of the message
 and its tool calls use it; concurrent senders queue on the lock and get
 consecutive numbers. The reads are keyset scans of msg_conv_sequence_uniq
 whose plan stays an index scan under a generic plan ("Plans under skew" in
-docs/PERFORMANCE.md).
+docs/PERFORMANCE.md). Deleting conversations is one statement too, after
+the caller locked them (docs/API.md, "Deleting").
 """
 
 import functools
@@ -180,33 +181,77 @@ def _rows(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
+# A conversation as the API shows it (selectors.ConversationRow); its
+# message count is last_sequence (messages are never deleted one by one).
 LATEST_SQL = """
-SELECT id, created_at, updated_at FROM conversations WHERE owner_id = %(owner_id)s
+SELECT id, title, created_at, updated_at, last_sequence
+FROM conversations WHERE owner_id = %(owner_id)s
 ORDER BY updated_at DESC, id DESC LIMIT 1
 """
 
 
 def conversation_latest(*, owner_id: str) -> tuple[Any, ...] | None:
-    """(id, created_at, updated_at) of the owner's most recently updated
-    conversation: one entry of conv_owner_updated_idx."""
+    """(id, title, created_at, updated_at, last_sequence) of the owner's most
+    recently updated conversation: one entry of conv_owner_updated_idx."""
     found = _rows(LATEST_SQL, {"owner_id": owner_id})
     return found[0] if found else None
 
 
 # The owner's conversation row (none: no row at all), the `before`
-# message's sequence (repeated on every row) and the page, newest first.
-# The inner ORDER BY matches msg_conv_sequence_uniq, so even a generic plan
-# reads the page by a backward index scan and sorts only the page.
+# message's sequence (repeated on every row) and the page, newest first,
+# each message with its tool calls as one JSON array (in position order, by
+# toolcall_msg_position_uniq). The innermost ORDER BY matches
+# msg_conv_sequence_uniq, so even a generic plan reads the page by a
+# backward index scan.
+#
+# The byte bound: `cost` is the size of the message's content as a JSON
+# string (escapes included), plus its tool calls' JSON text (PostgreSQL's,
+# with spaces: no smaller than the API's compact JSON of them), plus the
+# size of the message's other keys and values; `running`
+# the sum of the costs from the newest message down. Only the messages up
+# to the bound (always the newest one) are returned, and the count of the
+# `limit` messages read, so that the caller knows older ones exist. The
+# content of a message left out is never read out of its TOAST storage.
 PAGE_SQL = """
-SELECT m.id, m.role, m.content, m.created_at, {before_sequence} AS before_sequence
+SELECT m.id, m.role, m.content, m.created_at, m.tool_calls, m.read,
+       {before_sequence} AS before_sequence
 FROM conversations c
 LEFT JOIN (
-    SELECT id, conversation_id, role, content, created_at, sequence
-    FROM messages
-    WHERE conversation_id = %(conversation_id)s{before_filter}
-    ORDER BY sequence DESC
-    LIMIT %(limit)s
+    SELECT p.*,
+           sum(p.cost) OVER newest_first AS running,
+           row_number() OVER newest_first AS position,
+           count(*) OVER () AS read
+    FROM (
+        SELECT q.id, q.conversation_id, q.role, q.content, q.created_at,
+               q.sequence, t.tool_calls,
+               octet_length(to_json(q.content)::text)
+                   + octet_length(t.tool_calls::text)
+                   + %(message_overhead)s AS cost
+        FROM (
+            SELECT id, conversation_id, role, content, created_at, sequence
+            FROM messages
+            WHERE conversation_id = %(conversation_id)s{before_filter}
+            ORDER BY sequence DESC
+            LIMIT %(limit)s
+        ) q
+        CROSS JOIN LATERAL (
+            SELECT coalesce(
+                json_agg(
+                    json_build_object(
+                        'id', tc.id, 'tool_name', tc.tool_name,
+                        'parameters', tc.parameters, 'result', tc.result,
+                        'status', tc.status
+                    )
+                    ORDER BY tc.position
+                ),
+                '[]'::json
+            ) AS tool_calls
+            FROM tool_calls tc WHERE tc.message_id = q.id
+        ) t
+    ) p
+    WINDOW newest_first AS (ORDER BY p.sequence DESC ROWS UNBOUNDED PRECEDING)
 ) m ON m.conversation_id = c.id
+    AND (m.position = 1 OR m.running <= %(max_bytes)s)
 WHERE c.id = %(conversation_id)s AND c.owner_id = %(owner_id)s
 ORDER BY m.sequence DESC
 """
@@ -224,16 +269,31 @@ def page_sql(*, before: bool) -> str:
 
 
 def message_page_rows(
-    *, owner_id: str, conversation_id: Any, limit: int, before: Any | None
+    *,
+    owner_id: str,
+    conversation_id: Any,
+    limit: int,
+    before: Any | None,
+    max_bytes: int,
+    message_overhead: int,
 ) -> list[tuple[Any, ...]]:
-    """Rows of (id, role, content, created_at, before_sequence), newest
-    first, at most `limit`: none when the owner has no such conversation,
-    one row of NULLs but before_sequence when it has no message in range."""
+    """Rows of (id, role, content, created_at, tool_calls, read,
+    before_sequence), newest first: none when the owner has no such
+    conversation, one row of NULLs but before_sequence when it has no
+    message in range.
+
+    At most `limit` messages are read (`read` of them), and of those the
+    newest ones whose costs (each with `message_overhead` bytes for its
+    other keys and values) add up to at most `max_bytes` are returned (at
+    least one).
+    """
     params = {
         "conversation_id": conversation_id,
         "owner_id": owner_id,
         "limit": limit,
         "before": before,
+        "max_bytes": max_bytes,
+        "message_overhead": message_overhead,
     }
     return _rows(page_sql(before=before is not None), params)
 
@@ -257,6 +317,30 @@ def message_history_rows(
         HISTORY_SQL,
         {"conversation_id": conversation_id, "message_id": message_id, "limit": limit},
     )
+
+
+# Locked by the caller first (SELECT ... FOR UPDATE in the same
+# transaction), so this statement's snapshot holds every message stored
+# before: all go. Each DELETE finds its rows through an index of the
+# conversation or message id: no other conversation's row is read or
+# locked, and no row is loaded into Python.
+DELETE_SQL = """
+WITH t AS (
+    DELETE FROM tool_calls WHERE message_id IN (
+        SELECT id FROM messages WHERE conversation_id = ANY(%(ids)s)
+    )
+), m AS (
+    DELETE FROM messages WHERE conversation_id = ANY(%(ids)s)
+)
+DELETE FROM conversations WHERE id = ANY(%(ids)s)
+"""
+
+
+def conversations_delete(ids: Sequence[Any]) -> None:
+    """Delete the conversations `ids` (locked by the caller) with their
+    messages and tool calls: one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(DELETE_SQL, {"ids": list(ids)})
 
 
 def table_row_estimate(model: type[Model], *, using: str) -> int | None:

@@ -34,15 +34,6 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
-@extend_schema_serializer(component_name="Message")
-class MessageOutputSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    conversation_id = serializers.UUIDField()
-    role = serializers.ChoiceField(choices=MessageRole.choices)
-    content = serializers.CharField()
-    created_at = serializers.DateTimeField()
-
-
 @extend_schema_serializer(component_name="ToolCall")
 class ToolCallOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -50,6 +41,22 @@ class ToolCallOutputSerializer(serializers.Serializer):
     parameters = serializers.JSONField()
     result = serializers.JSONField()
     status = serializers.ChoiceField(choices=ToolCallStatus.choices)
+
+
+@extend_schema_serializer(component_name="Message")
+class MessageOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    conversation_id = serializers.UUIDField()
+    role = serializers.ChoiceField(choices=MessageRole.choices)
+    content = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    tool_calls = ToolCallOutputSerializer(
+        many=True,
+        help_text=(
+            "The tools the assistant called for this reply, in order; empty "
+            "for a user message."
+        ),
+    )
 
 
 @extend_schema_serializer(component_name="ChatResponse")
@@ -67,13 +74,55 @@ class ChatOutputSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(component_name="Conversation")
+class ConversationOutputSerializer(serializers.Serializer):
+    conversation_id = serializers.UUIDField()
+    title = serializers.CharField(
+        allow_blank=True,
+        help_text=(
+            "Made from the first message (white space collapsed, at most 80 "
+            "characters then an ellipsis) until the user sets one."
+        ),
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField(
+        help_text="When the last message was stored; renaming leaves it."
+    )
+    message_count = serializers.IntegerField(min_value=0)
+
+
 @extend_schema_serializer(component_name="ConversationLatest")
 class ConversationLatestOutputSerializer(serializers.Serializer):
     conversation_id = serializers.UUIDField(
         allow_null=True, help_text="Null when the user has no conversation."
     )
+    title = serializers.CharField(allow_null=True, allow_blank=True)
     created_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField(allow_null=True)
+    message_count = serializers.IntegerField(
+        min_value=0, help_text="0 when the user has no conversation."
+    )
+
+
+@extend_schema_serializer(component_name="ConversationPage")
+class ConversationPageOutputSerializer(serializers.Serializer):
+    conversations = ConversationOutputSerializer(
+        many=True, help_text="Most recently updated first (ties: higher id first)."
+    )
+    has_more = serializers.BooleanField(
+        help_text="Whether more conversations follow this page."
+    )
+    next_cursor = serializers.CharField(
+        allow_null=True,
+        help_text="Pass as `cursor` for the next page; null when none. Opaque.",
+    )
+
+
+@extend_schema_serializer(component_name="ConversationsDeleted")
+class ConversationsDeletedOutputSerializer(serializers.Serializer):
+    deleted = serializers.IntegerField(
+        min_value=0, help_text="How many conversations were deleted."
+    )
 
 
 @extend_schema_serializer(component_name="MessagePage")

@@ -21,7 +21,12 @@ from agent.backends.base import AgentReply, HistoryMessage
 from agent.exceptions import AgentError
 from agent.runner import agent_reply_generate
 from conversations import postgres
-from conversations.models import Conversation, Message, ToolCall
+from conversations.models import (
+    Conversation,
+    Message,
+    ToolCall,
+    conversation_title_from_message,
+)
 from conversations.selectors import message_history_for_agent
 from core.exceptions import NotFoundError
 
@@ -110,6 +115,7 @@ def message_user_create(
         conversation = Conversation(
             id=conversation_id,
             owner_id=owner_id,
+            title=conversation_title_from_message(content),
             last_sequence=1,
             created_at=now,
             updated_at=now,
@@ -249,3 +255,47 @@ def _message_append_orm(
         if tool_calls:
             ToolCall.objects.bulk_create(tool_calls)
     return sequence
+
+
+def conversation_rename(
+    *, owner_id: str, conversation_id: uuid.UUID, title: str
+) -> None:
+    """Give the owner's conversation the title the user chose (validated by
+    the caller); it is never replaced by one made from a message.
+
+    `updated_at` stays: it moves only when a message is stored, so renaming
+    changes neither the order of the list nor the latest conversation.
+    Raises NotFoundError unless the owner has this conversation.
+    """
+    renamed = Conversation.objects.filter(pk=conversation_id, owner_id=owner_id).update(
+        title=title, title_set_by_user=True
+    )
+    if not renamed:
+        raise NotFoundError()
+
+
+def conversations_delete(
+    *, owner_id: str, conversation_id: uuid.UUID | None = None
+) -> int:
+    """Delete the owner's conversation `conversation_id`, or all of the
+    owner's conversations when it is None, with their messages and tool
+    calls, in one transaction. Returns how many conversations were deleted.
+
+    The conversations' rows are locked first: a chat write in progress to
+    one of them finishes before, and one that comes after finds the
+    conversation gone and stores nothing (its request answers 404). Only
+    the owner's rows are locked or read; on PostgreSQL the messages are
+    deleted by statements, never loaded (conversations.postgres).
+    """
+    with transaction.atomic():
+        found = Conversation.objects.select_for_update().filter(owner_id=owner_id)
+        if conversation_id is not None:
+            found = found.filter(pk=conversation_id)
+        ids = list(found.values_list("pk", flat=True))
+        if not ids:
+            return 0
+        if connection.vendor == "postgresql":
+            postgres.conversations_delete(ids)
+        else:
+            Conversation.objects.filter(pk__in=ids).delete()
+    return len(ids)

@@ -387,6 +387,8 @@ def user_data_export(
         "conversations": [
             {
                 "id": str(conversation.id),
+                "title": conversation.title,
+                "title_set_by_user": conversation.title_set_by_user,
                 "created_at": _iso(conversation.created_at),
                 "updated_at": _iso(conversation.updated_at),
                 "messages": messages_by_conversation.get(conversation.id, []),

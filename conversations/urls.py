@@ -16,6 +16,17 @@ urlpatterns = [
         views.ConversationLatestView.as_view(),
         name="conversation-latest",
     ),
+    # Before the detail route, whose id would match "list".
+    re_path(
+        rf"{USER}/conversations/list/?$",
+        views.ConversationListView.as_view(),
+        name="conversation-list",
+    ),
+    re_path(
+        rf"{USER}/conversations/(?P<conversation_id>[^/]+)/?$",
+        views.ConversationDetailView.as_view(),
+        name="conversation-detail",
+    ),
     re_path(
         rf"{USER}/conversations/(?P<conversation_id>[^/]+)/messages/?$",
         views.MessageListView.as_view(),

@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers
@@ -25,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.idempotency import idempotent_response
-from conversations.models import ToolCall
+from conversations.models import TITLE_MAX_CHARS, ToolCall
 from conversations.openapi import (
     error_responses,
     idempotency_key_parameter,
@@ -33,24 +34,39 @@ from conversations.openapi import (
     user_id_parameter,
 )
 from conversations.selectors import (
+    ConversationCursor,
+    ConversationPage,
     ConversationRow,
     MessagePage,
     MessageRow,
+    conversation_get_for_owner,
     conversation_latest_for_owner,
+    conversation_page,
+    cursor_decode,
     message_page,
 )
 from conversations.serializers import (
     ChatOutputSerializer,
     ConversationLatestOutputSerializer,
+    ConversationOutputSerializer,
+    ConversationPageOutputSerializer,
+    ConversationsDeletedOutputSerializer,
     MessagePageOutputSerializer,
     StrictCharField,
     StrictUUIDField,
 )
-from conversations.services import ChatExchange, chat_message_send
+from conversations.services import (
+    ChatExchange,
+    chat_message_send,
+    conversation_rename,
+    conversations_delete,
+)
 from core.exceptions import NotFoundError
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+DEFAULT_CONVERSATION_PAGE_SIZE = 20
+MAX_CONVERSATION_PAGE_SIZE = 100
 
 
 def owner_from_path(request: Request, user_id: str) -> str:
@@ -93,6 +109,7 @@ def message_out(message: MessageRow, conversation_id: str) -> dict[str, Any]:
         "role": message.role,
         "content": message.content,
         "created_at": datetime_out(message.created_at),
+        "tool_calls": message.tool_calls,
     }
 
 
@@ -126,13 +143,30 @@ def chat_send(owner_id: str, data: dict[str, Any]) -> dict[str, Any]:
     return chat_out(exchange)
 
 
-def conversation_out(conversation: ConversationRow | None) -> dict[str, Any]:
-    if conversation is None:
-        return {"conversation_id": None, "created_at": None, "updated_at": None}
+def conversation_out(conversation: ConversationRow) -> dict[str, Any]:
     return {
         "conversation_id": str(conversation.id),
+        "title": conversation.title,
         "created_at": datetime_out(conversation.created_at),
         "updated_at": datetime_out(conversation.updated_at),
+        "message_count": conversation.message_count,
+    }
+
+
+NO_CONVERSATION = {
+    "conversation_id": None,
+    "title": None,
+    "created_at": None,
+    "updated_at": None,
+    "message_count": 0,
+}
+
+
+def conversation_page_out(page: ConversationPage) -> dict[str, Any]:
+    return {
+        "conversations": [conversation_out(c) for c in page.conversations],
+        "has_more": page.has_more,
+        "next_cursor": page.next_cursor,
     }
 
 
@@ -218,17 +252,222 @@ class ConversationLatestView(APIView):
         responses={
             200: OpenApiResponse(
                 ConversationLatestOutputSerializer,
-                description="The latest conversation, or nulls.",
+                description="The latest conversation, or nulls (and 0).",
             ),
             **error_responses(401, 404, 429, 503),
         },
     )
     def get(self, request: Request, user_id: str) -> Response:
-        """The user's most recently updated conversation; every field is
-        null when the user has none."""
+        """The user's most recently updated conversation, as the list shows
+        it (title, message count); when the user has none, every field is
+        null and `message_count` is 0."""
         owner_id = owner_from_path(request, user_id)
         conversation = conversation_latest_for_owner(owner_id=owner_id)
+        if conversation is None:
+            return Response(dict(NO_CONVERSATION))
         return Response(conversation_out(conversation))
+
+    @extend_schema(
+        operation_id="conversations_delete_all",
+        summary="Delete all of the user's conversations",
+        tags=["conversations"],
+        parameters=[user_id_parameter(), *response_headers()],
+        responses={
+            200: OpenApiResponse(
+                ConversationsDeletedOutputSerializer,
+                description="How many conversations were deleted (0 when none).",
+            ),
+            **error_responses(401, 403, 404, 429, 503),
+        },
+    )
+    def delete(self, request: Request, user_id: str) -> Response:
+        """Deletes every conversation of the user, with their messages and
+        tool calls, in one transaction. A reply the assistant was writing in
+        one of them is dropped: its chat request answers 404."""
+        owner_id = owner_from_path(request, user_id)
+        deleted = conversations_delete(owner_id=owner_id)
+        return Response({"deleted": deleted})
+
+
+def conversation_id_parameter() -> OpenApiParameter:
+    # A string, not format uuid: a malformed id is a 404 like any other
+    # unknown conversation, not a 400.
+    return OpenApiParameter(
+        "conversation_id",
+        OpenApiTypes.STR,
+        OpenApiParameter.PATH,
+        description=(
+            "The conversation's id (a UUID). A malformed, unknown or "
+            "another user's id answers 404."
+        ),
+    )
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class CursorField(serializers.Field):
+    """A `next_cursor` of the conversation list, decoded; anything else,
+    blank included, is 400 `invalid_cursor`."""
+
+    default_error_messages = {
+        "invalid_cursor": "Not a cursor of this list: pass `next_cursor` as is."
+    }
+
+    def to_internal_value(self, data: Any) -> ConversationCursor:
+        try:
+            return cursor_decode(str(data))
+        except ValueError:
+            self.fail("invalid_cursor")
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+class ConversationListView(APIView):
+    throttle_scope = "read"
+
+    class FilterSerializer(serializers.Serializer):
+        # A plain dict, not the QueryDict, as in MessageListView.
+        limit = serializers.IntegerField(
+            min_value=1,
+            max_value=MAX_CONVERSATION_PAGE_SIZE,
+            default=DEFAULT_CONVERSATION_PAGE_SIZE,
+            help_text=(
+                f"Page size, 1 to {MAX_CONVERSATION_PAGE_SIZE} (default "
+                f"{DEFAULT_CONVERSATION_PAGE_SIZE}). Anything else answers 400."
+            ),
+        )
+        cursor = CursorField(
+            required=False,
+            help_text=(
+                "The `next_cursor` of the previous page, as is: the next "
+                "page. Opaque; anything else answers 400 `invalid_cursor`."
+            ),
+        )
+
+    @extend_schema(
+        operation_id="conversation_list",
+        summary="A page of the user's conversations, most recently updated first",
+        tags=["conversations"],
+        parameters=[user_id_parameter(), FilterSerializer, *response_headers()],
+        responses={
+            200: OpenApiResponse(
+                ConversationPageOutputSerializer, description="A page of conversations."
+            ),
+            **error_responses(400, 401, 404, 429, 503),
+        },
+    )
+    def get(self, request: Request, user_id: str) -> Response:
+        """The user's conversations, most recently updated first (ties:
+        higher id first), a page at a time: pass `next_cursor` as `cursor`
+        until `has_more` is false. Walking the pages of a list that does not
+        change meanwhile gives every conversation exactly once."""
+        owner_id = owner_from_path(request, user_id)
+        filters = self.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        page = conversation_page(owner_id=owner_id, **filters.validated_data)
+        return Response(conversation_page_out(page))
+
+
+class ConversationDetailView(APIView):
+    throttle_scope = "read"
+
+    @extend_schema_serializer(component_name="ConversationUpdate")
+    class InputSerializer(serializers.Serializer):
+        title = StrictCharField(
+            max_length=TITLE_MAX_CHARS,
+            help_text=(
+                "The new title: trimmed, then 1 to "
+                f"{TITLE_MAX_CHARS} characters, else 400. It is never replaced "
+                "by one made from a message."
+            ),
+        )
+
+    @extend_schema(
+        operation_id="conversation_get",
+        summary="One of the user's conversations",
+        tags=["conversations"],
+        parameters=[
+            user_id_parameter(),
+            conversation_id_parameter(),
+            *response_headers(),
+        ],
+        responses={
+            200: OpenApiResponse(
+                ConversationOutputSerializer, description="The conversation."
+            ),
+            **error_responses(401, 404, 429, 503),
+        },
+    )
+    def get(self, request: Request, user_id: str, conversation_id: str) -> Response:
+        """The conversation, with its title and message count."""
+        owner_id = owner_from_path(request, user_id)
+        conversation = conversation_get_for_owner(
+            owner_id=owner_id, conversation_id=conversation_uuid(conversation_id)
+        )
+        return Response(conversation_out(conversation))
+
+    @extend_schema(
+        operation_id="conversation_rename",
+        summary="Rename one of the user's conversations",
+        tags=["conversations"],
+        request=InputSerializer,
+        parameters=[
+            user_id_parameter(),
+            conversation_id_parameter(),
+            *response_headers(),
+        ],
+        responses={
+            200: OpenApiResponse(
+                ConversationOutputSerializer, description="The renamed conversation."
+            ),
+            **error_responses(400, 401, 403, 404, 413, 415, 429, 503),
+        },
+    )
+    def patch(self, request: Request, user_id: str, conversation_id: str) -> Response:
+        """Sets the conversation's title, trimmed. `updated_at` does not
+        change: it moves only when a message is stored, so renaming leaves
+        the order of the list and the latest conversation as they were."""
+        owner_id = owner_from_path(request, user_id)
+        conversation = conversation_uuid(conversation_id)
+        payload = self.InputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        conversation_rename(
+            owner_id=owner_id,
+            conversation_id=conversation,
+            title=payload.validated_data["title"],
+        )
+        renamed = conversation_get_for_owner(
+            owner_id=owner_id, conversation_id=conversation
+        )
+        return Response(conversation_out(renamed))
+
+    @extend_schema(
+        operation_id="conversation_delete",
+        summary="Delete one of the user's conversations",
+        tags=["conversations"],
+        parameters=[
+            user_id_parameter(),
+            conversation_id_parameter(),
+            *response_headers(),
+        ],
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            **error_responses(401, 403, 404, 429, 503),
+        },
+    )
+    def delete(self, request: Request, user_id: str, conversation_id: str) -> Response:
+        """Deletes the conversation with its messages and tool calls, in one
+        transaction. It then appears nowhere, its messages answer 404, and
+        so does a chat message sent to it (nothing is stored). A reply the
+        assistant was writing in it is dropped: its chat request answers
+        404. Deleting again answers 404."""
+        owner_id = owner_from_path(request, user_id)
+        deleted = conversations_delete(
+            owner_id=owner_id, conversation_id=conversation_uuid(conversation_id)
+        )
+        if not deleted:
+            raise NotFoundError()
+        return Response(status=204)
 
 
 class MessageListView(APIView):
@@ -260,17 +499,7 @@ class MessageListView(APIView):
         tags=["conversations"],
         parameters=[
             user_id_parameter(),
-            # A string, not format uuid: a malformed id is a 404 like any
-            # other unknown conversation, not a 400.
-            OpenApiParameter(
-                "conversation_id",
-                OpenApiTypes.STR,
-                OpenApiParameter.PATH,
-                description=(
-                    "The conversation's id (a UUID). A malformed, unknown or "
-                    "another user's id answers 404."
-                ),
-            ),
+            conversation_id_parameter(),
             FilterSerializer,
             *response_headers(),
         ],
@@ -282,9 +511,12 @@ class MessageListView(APIView):
         },
     )
     def get(self, request: Request, user_id: str, conversation_id: str) -> Response:
-        """Messages oldest first, in the order they were stored. Without
-        parameters the newest page; walk back by passing `next_before` as
-        `before` until `has_more` is false."""
+        """Messages oldest first, in the order they were stored, each with
+        the tool calls the assistant made for it. Without parameters the
+        newest page; walk back by passing `next_before` as `before` until
+        `has_more` is false. A page also stops early, newest messages kept
+        and `has_more` true, rather than pass MESSAGES_PAGE_MAX_BYTES of
+        JSON (1 MiB by default); it always holds at least one message."""
         owner_id = owner_from_path(request, user_id)
         conversation = conversation_uuid(conversation_id)
         filters = self.FilterSerializer(data=request.query_params.dict())

@@ -38,7 +38,13 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.django_db
 
-NO_CONVERSATION = {"conversation_id": None, "created_at": None, "updated_at": None}
+NO_CONVERSATION = {
+    "conversation_id": None,
+    "title": None,
+    "created_at": None,
+    "updated_at": None,
+    "message_count": 0,
+}
 NOT_FOUND = {"detail": "Not found.", "code": "not_found"}
 NOT_PROVIDED = {
     "detail": "Authentication credentials were not provided.",

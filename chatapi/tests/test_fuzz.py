@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message
+from conversations.selectors import ConversationCursor, cursor_encode
 from conversations.tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.slow  # thousands of generated requests
@@ -62,10 +63,34 @@ EXAMPLES = {
         "GET /api/v1/users/{user_id}/conversations/{conversation_id}/messages",
         GenerationMode.NEGATIVE,
     ): 150,
+    ("GET /api/v1/users/{user_id}/conversations/list", GenerationMode.POSITIVE): 150,
+    ("GET /api/v1/users/{user_id}/conversations/list", GenerationMode.NEGATIVE): 100,
+    (
+        "GET /api/v1/users/{user_id}/conversations/{conversation_id}",
+        GenerationMode.POSITIVE,
+    ): 100,
+    (
+        "PATCH /api/v1/users/{user_id}/conversations/{conversation_id}",
+        GenerationMode.POSITIVE,
+    ): 150,
+    (
+        "PATCH /api/v1/users/{user_id}/conversations/{conversation_id}",
+        GenerationMode.NEGATIVE,
+    ): 100,
+    # Destructive: run last (see DESTRUCTIVE), and fewer.
+    (
+        "DELETE /api/v1/users/{user_id}/conversations/{conversation_id}",
+        GenerationMode.POSITIVE,
+    ): 50,
+    ("DELETE /api/v1/users/{user_id}/conversations", GenerationMode.POSITIVE): 20,
     ("GET /healthz", GenerationMode.POSITIVE): 1,
     ("GET /readyz", GenerationMode.POSITIVE): 1,
 }
 MINIMUM_REQUESTS = 1000
+# They delete what the other operations read: fuzzed after them, deleting
+# everything last.
+DESTRUCTIVE = "DELETE"
+DELETE_ALL = "DELETE /api/v1/users/{user_id}/conversations"
 
 
 class Steering:
@@ -80,6 +105,10 @@ class Steering:
         ]
         empty = ConversationFactory.create(owner_id=self.user_id)
         self.conversation_ids = [str(with_messages.id), str(empty.id)]
+        self.cursors = [
+            cursor_encode(ConversationCursor(c.updated_at, c.id))
+            for c in (with_messages, empty)
+        ]
 
     def steer(self, case: Case, data: st.DataObject) -> None:
         path = case.path_parameters
@@ -90,6 +119,8 @@ class Steering:
         query = case.query
         if query is not None and "before" in query and self.often(data, 1):
             query["before"] = data.draw(st.sampled_from(self.message_ids))
+        if query is not None and "cursor" in query and self.often(data, 1):
+            query["cursor"] = data.draw(st.sampled_from(self.cursors))
         body = case.body
         if isinstance(body, dict) and "conversation_id" in body and self.often(data, 2):
             body["conversation_id"] = data.draw(st.sampled_from(self.conversation_ids))
@@ -162,7 +193,15 @@ def test_generated_requests_get_documented_answers_and_no_5xx(
     operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
     # A new operation gets its share of requests here before it is fuzzed.
     assert {label for label, _ in EXAMPLES} == {op.label for op in operations}
+    operations.sort(
+        key=lambda op: (op.method.upper() == DESTRUCTIVE, op.label == DELETE_ALL)
+    )
+    conversations_before_deletes = 0
     for operation in operations:
+        if operation.method.upper() == DESTRUCTIVE and not conversations_before_deletes:
+            conversations_before_deletes = Conversation.objects.filter(
+                owner_id=session.user_id
+            ).count()
         for mode in GenerationMode:
             examples = EXAMPLES.get((operation.label, mode))
             if examples is None:
@@ -188,4 +227,11 @@ def test_generated_requests_get_documented_answers_and_no_5xx(
     assert statuses["POST /api/v1/users/{user_id}/chat", "positive", 200] > 100
     messages = "GET /api/v1/users/{user_id}/conversations/{conversation_id}/messages"
     assert statuses[messages, "positive", 200] > 100
-    assert Conversation.objects.filter(owner_id=session.user_id).count() > 10
+    assert conversations_before_deletes > 10
+    listed = "GET /api/v1/users/{user_id}/conversations/list"
+    assert statuses[listed, "positive", 200] > 50
+    renamed = "PATCH /api/v1/users/{user_id}/conversations/{conversation_id}"
+    assert statuses[renamed, "positive", 200] > 100
+    deleted = "DELETE /api/v1/users/{user_id}/conversations/{conversation_id}"
+    assert statuses[deleted, "positive", 204] > 0
+    assert statuses[DELETE_ALL, "positive", 200] > 0

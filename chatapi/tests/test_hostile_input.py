@@ -24,7 +24,13 @@ from conversations.tests.factories import (
     MessageFactory,
     ToolCallFactory,
 )
-from conversations.tests.paths import chat_url, latest_url, messages_url
+from conversations.tests.paths import (
+    chat_url,
+    conversation_url,
+    latest_url,
+    list_url,
+    messages_url,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -236,14 +242,20 @@ def test_hostile_chat_charset_and_media_range_are_parsed(
 
 ENDPOINTS = {
     "chat": (lambda s, c: chat_url(s.user_id), "POST, OPTIONS"),
-    "latest": (lambda s, c: latest_url(s.user_id), "GET, HEAD, OPTIONS"),
+    "latest": (lambda s, c: latest_url(s.user_id), "GET, DELETE, HEAD, OPTIONS"),
     "messages": (lambda s, c: messages_url(s.user_id, c.id), "GET, HEAD, OPTIONS"),
+    "list": (lambda s, c: list_url(s.user_id), "GET, HEAD, OPTIONS"),
+    "conversation": (
+        lambda s, c: conversation_url(s.user_id, c.id),
+        "GET, PATCH, DELETE, HEAD, OPTIONS",
+    ),
 }
 NOT_ALLOWED = [
     pytest.param(name, method, id=f"{name}-{method}")
-    for name in ENDPOINTS
+    for name, (_, allow) in ENDPOINTS.items()
     for method in ["PUT", "PATCH", "DELETE", "TRACE", "PROPFIND", "BREW"]
     + (["GET"] if name == "chat" else ["POST"])
+    if method not in allow
 ]
 
 

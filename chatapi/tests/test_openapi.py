@@ -38,6 +38,8 @@ from conversations.tests.factories import ConversationFactory, MessageFactory
 CHAT = "/api/v1/users/{user_id}/chat"
 LATEST = "/api/v1/users/{user_id}/conversations"
 MESSAGES = "/api/v1/users/{user_id}/conversations/{conversation_id}/messages"
+LIST = "/api/v1/users/{user_id}/conversations/list"
+DETAIL = "/api/v1/users/{user_id}/conversations/{conversation_id}"
 SECURED: list[dict[str, list[str]]] = [
     {"jwtBearer": []},
     {"sessionBearer": []},
@@ -115,6 +117,10 @@ def assert_conforms(
     assert documented is not None, (
         f"{method.upper()} {path}: {response.status_code} is not documented"
     )
+    if response.status_code == 204:
+        assert "content" not in documented
+        assert response.content == b""
+        return
     assert response["Content-Type"] == "application/json"
     validate(
         response.json(), documented["content"]["application/json"]["schema"], openapi
@@ -135,11 +141,19 @@ def test_validation_refuses_what_the_schema_does_not_allow(
 ) -> None:
     latest = {"$ref": "#/components/schemas/ConversationLatest"}
     error = {"$ref": "#/components/schemas/Error"}
-    nothing = {"conversation_id": None, "created_at": None, "updated_at": None}
+    nothing = {
+        "conversation_id": None,
+        "title": None,
+        "created_at": None,
+        "updated_at": None,
+        "message_count": 0,
+    }
     some = {
         "conversation_id": "5b0c3a4e-9f1d-4c1e-8f43-0d3b8c7f1a2b",
+        "title": "Groceries",
         "created_at": "2026-02-09T12:00:00.123456Z",
         "updated_at": "2026-02-09T12:00:00.123456+00:00",
+        "message_count": 2,
     }
 
     validate(nothing, latest, openapi)
@@ -147,6 +161,7 @@ def test_validation_refuses_what_the_schema_does_not_allow(
     for wrong in [
         some | {"created_at": "2026-02-09T12:00:00"},  # no UTC offset
         some | {"conversation_id": "5b0c"},
+        some | {"message_count": -1},
         {"conversation_id": None, "created_at": None},
     ]:
         with pytest.raises(ValidationError):
@@ -164,12 +179,25 @@ def test_schema_is_valid_openapi_with_canonical_paths(openapi: dict[str, Any]) -
     validate_schema(openapi)
 
     assert openapi["openapi"].startswith("3.0")
-    assert set(openapi["paths"]) == {CHAT, LATEST, MESSAGES, "/healthz", "/readyz"}
+    assert set(openapi["paths"]) == {
+        CHAT,
+        LATEST,
+        LIST,
+        DETAIL,
+        MESSAGES,
+        "/healthz",
+        "/readyz",
+    }
     assert {
         (path, method) for path, item in openapi["paths"].items() for method in item
     } == {
         (CHAT, "post"),
         (LATEST, "get"),
+        (LATEST, "delete"),
+        (LIST, "get"),
+        (DETAIL, "get"),
+        (DETAIL, "patch"),
+        (DETAIL, "delete"),
         (MESSAGES, "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
@@ -225,6 +253,10 @@ def test_schema_requires_credentials_except_on_probes(openapi: dict[str, Any]) -
     assert paths[CHAT]["post"]["security"] == SECURED
     assert paths[LATEST]["get"]["security"] == SECURED
     assert paths[MESSAGES]["get"]["security"] == SECURED
+    assert paths[LATEST]["delete"]["security"] == SECURED
+    assert paths[LIST]["get"]["security"] == SECURED
+    for method in ("get", "patch", "delete"):
+        assert paths[DETAIL][method]["security"] == SECURED
     assert paths["/healthz"]["get"]["security"] == [{}]
     assert paths["/readyz"]["get"]["security"] == [{}]
 
@@ -240,6 +272,16 @@ def test_schema_requires_credentials_except_on_probes(openapi: dict[str, Any]) -
         ),
         pytest.param(LATEST, "get", {200, 401, 404, 429, 503}, id="latest"),
         pytest.param(MESSAGES, "get", {200, 400, 401, 404, 429, 503}, id="messages"),
+        pytest.param(LATEST, "delete", {200, 401, 403, 404, 429, 503}, id="delete-all"),
+        pytest.param(LIST, "get", {200, 400, 401, 404, 429, 503}, id="list"),
+        pytest.param(DETAIL, "get", {200, 401, 404, 429, 503}, id="get"),
+        pytest.param(
+            DETAIL,
+            "patch",
+            {200, 400, 401, 403, 404, 413, 415, 429, 503},
+            id="rename",
+        ),
+        pytest.param(DETAIL, "delete", {204, 401, 403, 404, 429, 503}, id="delete"),
         pytest.param("/healthz", "get", {200}, id="healthz"),
         pytest.param("/readyz", "get", {200, 503}, id="readyz"),
     ],
@@ -251,6 +293,10 @@ def test_schema_documents_every_status_with_the_error_envelope(
 
     assert {int(status) for status in responses} == statuses
     for status, response in responses.items():
+        if status == "204":
+            assert "content" not in response
+            assert response["description"]
+            continue
         content = response["content"]
         assert list(content) == ["application/json"]
         if int(status) >= 400:
@@ -305,6 +351,36 @@ def test_schema_chat_request_follows_the_message_limit(settings: Settings) -> No
         "maxLength": 255,
         "pattern": "",
     }
+
+
+def test_schema_rename_body_requires_a_title(openapi: dict[str, Any]) -> None:
+    body = openapi["paths"][DETAIL]["patch"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    component = openapi["components"]["schemas"][schema["$ref"].split("/")[-1]]
+
+    assert component["required"] == ["title"]
+    assert component["properties"]["title"] | {"description": ""} == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 200,
+        "pattern": "\\S",
+        "description": "",
+    }
+
+
+def test_schema_list_parameters(openapi: dict[str, Any]) -> None:
+    parameters = {
+        (p["in"], p["name"]): p for p in openapi["paths"][LIST]["get"]["parameters"]
+    }
+
+    assert parameters["query", "limit"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+        "default": 20,
+    }
+    assert parameters["query", "cursor"]["schema"] == {"type": "string"}
+    assert not parameters["query", "cursor"].get("required")
 
 
 def test_schema_path_and_query_parameters(openapi: dict[str, Any]) -> None:
@@ -623,6 +699,224 @@ def page_throttled(
     return api.get(messages_url(session.user_id, str(conversation.id)))
 
 
+def list_url(user_id: str) -> str:
+    return LIST.format(user_id=user_id)
+
+
+def detail_url(user_id: str, conversation_id: str) -> str:
+    return DETAIL.format(user_id=user_id, conversation_id=conversation_id)
+
+
+def own_conversation(session: BetterAuthSession) -> str:
+    conversation = ConversationFactory.create(owner_id=session.user_id, title="t")
+    MessageFactory.create(conversation=conversation)
+    return str(conversation.id)
+
+
+def cookie_client(session: BetterAuthSession) -> APIClient:
+    """Authenticated by the session cookie, from another origin's page."""
+    client = APIClient()
+    client.cookies["better-auth.session_token"] = quote(signed_token(session), safe="")
+    return client
+
+
+UNTRUSTED = {"Origin": "https://evil.example"}
+
+
+def delete_all_some(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    own_conversation(session)
+    response = api.delete(LATEST.format(user_id=session.user_id))
+    assert response.json() == {"deleted": 1}
+    return response
+
+
+def delete_all_anonymous(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return APIClient().delete(LATEST.format(user_id=session.user_id))
+
+
+def delete_all_untrusted_origin(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return cookie_client(session).delete(
+        LATEST.format(user_id=session.user_id), headers=UNTRUSTED
+    )
+
+
+def delete_all_other_user(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return api.delete(LATEST.format(user_id="someone-else"))
+
+
+def delete_all_throttled(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.RATE_LIMIT_READ = "1/day"  # one window: no boundary mid-test
+    api.delete(LATEST.format(user_id=session.user_id))
+    return api.delete(LATEST.format(user_id=session.user_id))
+
+
+def list_more(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    own_conversation(session)
+    own_conversation(session)
+    response = api.get(list_url(session.user_id), {"limit": 1})
+    assert response.json()["next_cursor"]
+    return response
+
+
+def list_empty(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    return api.get(list_url(session.user_id))
+
+
+def list_bad_cursor(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    response = api.get(list_url(session.user_id), {"cursor": "nope"})
+    assert response.json()["code"] == "invalid_cursor"
+    return response
+
+
+def list_bad_limit(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return api.get(list_url(session.user_id), {"limit": 101})
+
+
+def list_anonymous(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return APIClient().get(list_url(session.user_id))
+
+
+def list_other_user(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return api.get(list_url("someone-else"))
+
+
+def list_throttled(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.RATE_LIMIT_READ = "1/day"  # one window: no boundary mid-test
+    api.get(list_url(session.user_id))
+    return api.get(list_url(session.user_id))
+
+
+def get_one(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    return api.get(detail_url(session.user_id, own_conversation(session)))
+
+
+def get_anonymous(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return APIClient().get(detail_url(session.user_id, own_conversation(session)))
+
+
+def get_foreign(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    return api.get(detail_url(session.user_id, str(ConversationFactory.create().id)))
+
+
+def get_throttled(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.RATE_LIMIT_READ = "1/day"  # one window: no boundary mid-test
+    url = detail_url(session.user_id, own_conversation(session))
+    api.get(url)
+    return api.get(url)
+
+
+def rename(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    url = detail_url(session.user_id, own_conversation(session))
+    return api.patch(url, {"title": " New "}, format="json")
+
+
+def rename_blank(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    url = detail_url(session.user_id, own_conversation(session))
+    return api.patch(url, {"title": "  "}, format="json")
+
+
+def rename_anonymous(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    url = detail_url(session.user_id, own_conversation(session))
+    return APIClient().patch(url, {"title": "x"}, format="json")
+
+
+def rename_untrusted_origin(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    url = detail_url(session.user_id, own_conversation(session))
+    return cookie_client(session).patch(
+        url, {"title": "x"}, format="json", headers=UNTRUSTED
+    )
+
+
+def rename_foreign(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    url = detail_url(session.user_id, str(ConversationFactory.create().id))
+    return api.patch(url, {"title": "x"}, format="json")
+
+
+def rename_too_large(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    url = detail_url(session.user_id, own_conversation(session))
+    return api.patch(url, {"title": "x" * 2048}, format="json")
+
+
+def rename_not_json_media_type(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    url = detail_url(session.user_id, own_conversation(session))
+    return api.patch(url, "title", content_type="text/plain")
+
+
+def rename_throttled(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.RATE_LIMIT_READ = "1/day"  # one window: no boundary mid-test
+    url = detail_url(session.user_id, own_conversation(session))
+    api.patch(url, {"title": "x"}, format="json")
+    return api.patch(url, {"title": "y"}, format="json")
+
+
+def delete_one(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    return api.delete(detail_url(session.user_id, own_conversation(session)))
+
+
+def delete_anonymous(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return APIClient().delete(detail_url(session.user_id, own_conversation(session)))
+
+
+def delete_untrusted_origin(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    url = detail_url(session.user_id, own_conversation(session))
+    return cookie_client(session).delete(url, headers=UNTRUSTED)
+
+
+def delete_again(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    url = detail_url(session.user_id, own_conversation(session))
+    api.delete(url)
+    return api.delete(url)
+
+
+def delete_throttled(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.RATE_LIMIT_READ = "1/day"  # one window: no boundary mid-test
+    api.delete(detail_url(session.user_id, own_conversation(session)))
+    return api.delete(detail_url(session.user_id, own_conversation(session)))
+
+
 def healthz(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
     return APIClient().get("/healthz")
 
@@ -674,6 +968,35 @@ ANSWERS = [
     (MESSAGES, "get", 404, page_malformed_id),
     (MESSAGES, "get", 404, page_foreign),
     (MESSAGES, "get", 429, page_throttled),
+    (LATEST, "delete", 200, delete_all_some),
+    (LATEST, "delete", 401, delete_all_anonymous),
+    (LATEST, "delete", 403, delete_all_untrusted_origin),
+    (LATEST, "delete", 404, delete_all_other_user),
+    (LATEST, "delete", 429, delete_all_throttled),
+    (LIST, "get", 200, list_more),
+    (LIST, "get", 200, list_empty),
+    (LIST, "get", 400, list_bad_cursor),
+    (LIST, "get", 400, list_bad_limit),
+    (LIST, "get", 401, list_anonymous),
+    (LIST, "get", 404, list_other_user),
+    (LIST, "get", 429, list_throttled),
+    (DETAIL, "get", 200, get_one),
+    (DETAIL, "get", 401, get_anonymous),
+    (DETAIL, "get", 404, get_foreign),
+    (DETAIL, "get", 429, get_throttled),
+    (DETAIL, "patch", 200, rename),
+    (DETAIL, "patch", 400, rename_blank),
+    (DETAIL, "patch", 401, rename_anonymous),
+    (DETAIL, "patch", 403, rename_untrusted_origin),
+    (DETAIL, "patch", 404, rename_foreign),
+    (DETAIL, "patch", 413, rename_too_large),
+    (DETAIL, "patch", 415, rename_not_json_media_type),
+    (DETAIL, "patch", 429, rename_throttled),
+    (DETAIL, "delete", 204, delete_one),
+    (DETAIL, "delete", 401, delete_anonymous),
+    (DETAIL, "delete", 403, delete_untrusted_origin),
+    (DETAIL, "delete", 404, delete_again),
+    (DETAIL, "delete", 429, delete_throttled),
     ("/healthz", "get", 200, healthz),
     ("/readyz", "get", 200, readyz),
     ("/readyz", "get", 503, readyz_pending),
@@ -718,6 +1041,11 @@ def test_every_documented_status_but_database_faults_is_produced_above(
         (CHAT, "post", 503),
         (LATEST, "get", 503),
         (MESSAGES, "get", 503),
+        (LATEST, "delete", 503),
+        (LIST, "get", 503),
+        (DETAIL, "get", 503),
+        (DETAIL, "patch", 503),
+        (DETAIL, "delete", 503),
     }
     assert produced <= documented
 
@@ -739,6 +1067,17 @@ def test_database_unavailable_answer_conforms_to_schema(
             (CHAT, "post", client.post(chat_url(session.user_id), {"message": "hi"})),
             (LATEST, "get", client.get(LATEST.format(user_id=session.user_id))),
             (MESSAGES, "get", client.get(messages_url(session.user_id, "x"))),
+            (LATEST, "delete", client.delete(LATEST.format(user_id=session.user_id))),
+            (LIST, "get", client.get(list_url(session.user_id))),
+            (DETAIL, "get", client.get(detail_url(session.user_id, "x"))),
+            (
+                DETAIL,
+                "patch",
+                client.patch(
+                    detail_url(session.user_id, "x"), {"title": "t"}, format="json"
+                ),
+            ),
+            (DETAIL, "delete", client.delete(detail_url(session.user_id, "x"))),
         ]
     finally:
         connection.close()
@@ -799,4 +1138,4 @@ def test_schema_every_operation_takes_and_answers_a_request_id(
         assert ("header", "X-Request-ID") in headers
         for response in operation["responses"].values():
             assert response["headers"]["X-Request-ID"]["required"] is True
-    assert len(operations) == 5
+    assert len(operations) == 10

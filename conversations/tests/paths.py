@@ -15,3 +15,13 @@ def latest_url(user_id: str) -> str:
 
 def messages_url(user_id: str, conversation_id: Any) -> str:
     return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
+
+
+def list_url(user_id: str) -> str:
+    return reverse("conversations:conversation-list", args=[user_id])
+
+
+def conversation_url(user_id: str, conversation_id: Any) -> str:
+    return reverse(
+        "conversations:conversation-detail", args=[user_id, str(conversation_id)]
+    )

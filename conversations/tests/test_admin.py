@@ -560,3 +560,41 @@ def test_paginator_estimates_a_large_unfiltered_table_on_postgresql(
 
     assert response.status_code == 200
     assert "about 30 conversations (estimate)" in response.text
+
+
+# Titles (CONTRACT §8)
+
+
+@pytest.mark.django_db
+def test_conversation_changelist_shows_titles(admin_client: Client) -> None:
+    ConversationFactory.create(title="Plan the <b>week</b>")
+
+    response = admin_client.get(CONVERSATIONS)
+
+    assert '<td class="field-title">Plan the &lt;b&gt;week&lt;/b&gt;</td>' in (
+        response.text
+    )
+
+
+@pytest.mark.django_db
+def test_conversation_search_finds_text_in_titles(admin_client: Client) -> None:
+    found = ConversationFactory.create(title="Weekly GROCERIES list")
+    ConversationFactory.create(title="Taxes")
+
+    response = admin_client.get(CONVERSATIONS, {"q": "groceries"})
+
+    assert response.status_code == 200
+    assert str(found.id) in response.text
+    assert "Taxes" not in response.text
+
+
+@pytest.mark.django_db
+def test_conversation_page_shows_title_and_who_set_it(admin_client: Client) -> None:
+    conversation = ConversationFactory.create(
+        title="Renamed by me", title_set_by_user=True
+    )
+
+    response = admin_client.get(conversation_page(conversation))
+
+    assert "Renamed by me" in response.text
+    assert "Title set by user" in response.text

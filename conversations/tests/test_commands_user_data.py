@@ -116,6 +116,21 @@ def test_export_has_every_conversation_message_and_tool_call_in_order() -> None:
     assert [m["content"] for m in data["conversations"][1]["messages"]] == ["hello"]
 
 
+def test_export_has_each_conversations_title_and_who_set_it() -> None:
+    user, (first, second) = user_with_data()
+    Conversation.objects.filter(pk=first.pk).update(title="add tea")
+    Conversation.objects.filter(pk=second.pk).update(
+        title="Greetings", title_set_by_user=True
+    )
+
+    data = json.loads(run("export_user_data", user.id))
+
+    assert [(c["title"], c["title_set_by_user"]) for c in data["conversations"]] == [
+        ("add tea", False),
+        ("Greetings", True),
+    ]
+
+
 def test_export_has_the_users_idempotency_keys_with_their_responses() -> None:
     user, _ = user_with_data()
     someone_else()

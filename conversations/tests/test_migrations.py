@@ -1,6 +1,9 @@
+import importlib
 import re
 from io import StringIO
+from types import SimpleNamespace
 
+from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
 
@@ -8,7 +11,8 @@ import pytest
 
 from better_auth.models import BetterAuthSession, BetterAuthUser
 from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
-from conversations.models import Conversation
+from conversations.models import Conversation, conversation_title_from_message
+from conversations.tests.factories import ConversationFactory, MessageFactory
 
 OWN_TABLES = {"conversations", "messages", "tool_calls"}
 BETTER_AUTH_TABLES = {"user", "session"}
@@ -136,3 +140,62 @@ def test_migration_0005_backwards_and_forwards() -> None:
     else:
         assert at_0004 == set()
     assert objects() == set()
+
+
+# 0008: titles for the conversations that existed before titles did.
+
+TITLES_FILL = importlib.import_module(
+    "conversations.migrations.0008_conversation_title_fill"
+)
+
+
+def untitled_conversation(first_message: str | None) -> Conversation:
+    conversation = ConversationFactory.create(title="")
+    if first_message is not None:
+        MessageFactory.create(conversation=conversation, content=first_message)
+        MessageFactory.create(conversation=conversation, content="a later message")
+    return conversation
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0008_titles_existing_conversations_from_their_first_message() -> (
+    None
+):
+    short = untitled_conversation("  add   buy\nmilk ")
+    long = untitled_conversation("word " * 30)
+    renamed = untitled_conversation("first message")
+    Conversation.objects.filter(pk=renamed.pk).update(
+        title="Mine", title_set_by_user=True
+    )
+    try:
+        call_command("migrate", "conversations", "0007", verbosity=0)
+        Conversation.objects.filter(pk__in=[short.pk, long.pk]).update(title="")
+        call_command("migrate", "conversations", verbosity=0)
+    finally:
+        call_command("migrate", verbosity=0)
+
+    titles = dict(Conversation.objects.values_list("pk", "title"))
+    assert titles[short.pk] == "add buy milk"
+    assert titles[long.pk] == conversation_title_from_message("word " * 30)
+    assert titles[long.pk].endswith("…")
+    assert titles[renamed.pk] == "Mine"
+
+
+@pytest.mark.django_db
+def test_migration_0008_fills_in_batches_and_leaves_titled_rows_alone() -> None:
+    untitled = [untitled_conversation(f"message {n}") for n in range(7)]
+    empty = untitled_conversation(None)
+    titled = untitled_conversation("first")
+    Conversation.objects.filter(pk=titled.pk).update(title="Kept")
+    set_by_user = untitled_conversation("first")
+    Conversation.objects.filter(pk=set_by_user.pk).update(title_set_by_user=True)
+
+    TITLES_FILL.titles_fill(
+        django_apps, SimpleNamespace(connection=connection), batch=2
+    )
+
+    titles = dict(Conversation.objects.values_list("pk", "title"))
+    assert [titles[c.pk] for c in untitled] == [f"message {n}" for n in range(7)]
+    assert titles[empty.pk] == ""
+    assert titles[titled.pk] == "Kept"
+    assert titles[set_by_user.pk] == ""

@@ -21,12 +21,22 @@ from better_auth.models import BetterAuthSession
 from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
     ConversationFactory,
+    ToolCallFactory,
     conversation_with_messages,
 )
+from conversations.tests.paths import conversation_url, latest_url, list_url
 
 AUTHENTICATION = 1
 GET_CONVERSATIONS = AUTHENTICATION + 1
 GET_MESSAGES = AUTHENTICATION + 1
+GET_LIST = AUTHENTICATION + 1
+GET_CONVERSATION = AUTHENTICATION + 1
+# The UPDATE, then the renamed conversation read back.
+PATCH_CONVERSATION = AUTHENTICATION + 2
+# BEGIN, the owner's conversations locked, one DELETE of them with their
+# messages and tool calls, COMMIT (SAVEPOINT/RELEASE inside a test's
+# transaction).
+DELETE_CONVERSATIONS = AUTHENTICATION + 4
 # Authentication; the user message (and the new conversation); the history
 # (none to read in a new conversation); the assistant message and its tool
 # calls. Each write one statement, no BEGIN/COMMIT/SAVEPOINT.
@@ -109,6 +119,11 @@ def test_get_messages_is_one_statement_after_authentication(
     before: bool,
 ) -> None:
     conversation = conversation_with_messages(session.user_id, 250)
+    # Tool calls on every assistant message of the page, two on some.
+    for message in Message.objects.filter(
+        conversation=conversation, sequence__gt=100, role=Message.Role.ASSISTANT
+    ):
+        ToolCallFactory.create_batch(1 + message.sequence % 3 // 2, message=message)
     url = reverse(
         "conversations:message-list", args=[session.user_id, str(conversation.id)]
     )
@@ -125,6 +140,10 @@ def test_get_messages_is_one_statement_after_authentication(
     body = response.json()
     assert len(body["messages"]) == 100
     assert body["has_more"] is True
+    if not before:
+        calls = sum(len(m["tool_calls"]) for m in body["messages"])
+        assert calls == ToolCall.objects.filter(message__sequence__gt=150).count()
+        assert calls > 50
 
 
 @pytest.mark.postgresql
@@ -207,3 +226,71 @@ def test_hot_statements_are_prepared_on_the_server(
 
     assert any("FROM conversations WHERE owner_id" in sql for sql in prepared)
     assert any('"session"' in sql for sql in prepared)
+
+
+@pytest.mark.postgresql
+@both_kinds
+@pytest.mark.parametrize("page", ["first", "next"])
+def test_get_conversation_list_is_one_statement_after_authentication(
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+    page: str,
+) -> None:
+    ConversationFactory.create_batch(60, owner_id=session.user_id)
+    params = {"limit": 25}
+    if page == "next":
+        first = api.get(list_url(session.user_id), params).json()
+        params["cursor"] = first["next_cursor"]
+
+    with django_assert_num_queries(GET_LIST):
+        response = api.get(list_url(session.user_id), params)
+
+    assert response.status_code == 200
+    assert len(response.json()["conversations"]) == 25
+
+
+@pytest.mark.postgresql
+@both_kinds
+def test_get_patch_conversation_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+) -> None:
+    conversation = conversation_with_messages(session.user_id, 30)
+    url = conversation_url(session.user_id, conversation.id)
+
+    with django_assert_num_queries(GET_CONVERSATION):
+        assert api.get(url).json()["message_count"] == 30
+    with django_assert_num_queries(PATCH_CONVERSATION):
+        response = api.patch(url, {"title": "Renamed"}, format="json")
+
+    assert response.json()["title"] == "Renamed"
+
+
+@pytest.mark.postgresql
+@both_kinds
+@pytest.mark.parametrize("scope", ["one", "all"])
+def test_delete_conversations_is_a_fixed_number_of_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+    scope: str,
+) -> None:
+    conversations = [conversation_with_messages(session.user_id, 300) for _ in range(3)]
+    for message in Message.objects.filter(role=Message.Role.ASSISTANT)[:100]:
+        ToolCallFactory.create(message=message)
+    url = (
+        conversation_url(session.user_id, conversations[0].id)
+        if scope == "one"
+        else latest_url(session.user_id)
+    )
+
+    with django_assert_num_queries(DELETE_CONVERSATIONS):
+        response = api.delete(url)
+
+    assert response.status_code == (204 if scope == "one" else 200)
+    assert Conversation.objects.count() == (2 if scope == "one" else 0)

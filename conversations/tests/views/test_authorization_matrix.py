@@ -41,7 +41,13 @@ from conversations.tests.factories import (
     MessageFactory,
     ToolCallFactory,
 )
-from conversations.tests.paths import chat_url, latest_url, messages_url
+from conversations.tests.paths import (
+    chat_url,
+    conversation_url,
+    latest_url,
+    list_url,
+    messages_url,
+)
 
 if TYPE_CHECKING:
     from rest_framework.response import _MonkeyPatchedResponse as TestResponse
@@ -80,7 +86,19 @@ BAD_SIGNATURES = [
         lambda s: cookie(encoded(bad_signature(s)), SECURE_COOKIE), id="secure-cookie"
     ),
 ]
-ENDPOINTS = ["chat", "latest", "messages"]
+ENDPOINTS = [
+    "chat",
+    "latest",
+    "messages",
+    "list",
+    "get",
+    "rename",
+    "delete",
+    "delete-all",
+]
+# Endpoints of the user's path alone, and of one conversation in the path.
+USER_ENDPOINTS = {"latest", "list", "delete-all"}
+CONVERSATION_ENDPOINTS = {"messages", "get", "rename", "delete"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +128,7 @@ def own_path(world: World) -> tuple[str, str | None]:
 
 def own_target(endpoint: str) -> Target:
     """The endpoint's most ordinary request: the owner's path and conversation."""
-    return own_path if endpoint == "latest" else own
+    return own_path if endpoint in USER_ENDPOINTS else own
 
 
 # Requests that valid credentials must not open: 404, same bytes.
@@ -153,6 +171,10 @@ NOT_FOUND_TARGETS: dict[str, dict[str, Target]] = {
         "their-path-malformed-body-id": lambda w: (w.other.user_id, "not-a-uuid"),
     },
 }
+for _endpoint in USER_ENDPOINTS - {"latest"}:
+    NOT_FOUND_TARGETS[_endpoint] = NOT_FOUND_TARGETS["latest"]
+for _endpoint in CONVERSATION_ENDPOINTS - {"messages"}:
+    NOT_FOUND_TARGETS[_endpoint] = NOT_FOUND_TARGETS["messages"]
 NOT_FOUND_CASES = [
     pytest.param(endpoint, target, id=f"{endpoint}-{name}")
     for endpoint, targets in NOT_FOUND_TARGETS.items()
@@ -177,6 +199,10 @@ ALL_TARGETS: dict[str, list[Target]] = {
         *NOT_FOUND_TARGETS["chat"].values(),
     ],
 }
+for _endpoint in USER_ENDPOINTS - {"latest"}:
+    ALL_TARGETS[_endpoint] = ALL_TARGETS["latest"]
+for _endpoint in CONVERSATION_ENDPOINTS - {"messages"}:
+    ALL_TARGETS[_endpoint] = ALL_TARGETS["messages"]
 
 
 @pytest.fixture(autouse=True)
@@ -217,7 +243,12 @@ def database_state() -> tuple[tuple[int, int, int], list[tuple[Any, ...]]]:
     )
     return counts, list(
         Conversation.objects.order_by("pk").values_list(
-            "pk", "owner_id", "last_sequence", "updated_at"
+            "pk",
+            "owner_id",
+            "title",
+            "title_set_by_user",
+            "last_sequence",
+            "updated_at",
         )
     )
 
@@ -225,14 +256,15 @@ def database_state() -> tuple[tuple[int, int, int], list[tuple[Any, ...]]]:
 def url(endpoint: str, user_id: str, conversation_id: str | None) -> str:
     if endpoint == "chat":
         return chat_url(user_id)
-    if endpoint == "latest":
+    if endpoint in USER_ENDPOINTS:
         assert conversation_id is None
-        return latest_url(user_id)
+        return list_url(user_id) if endpoint == "list" else latest_url(user_id)
     assert conversation_id is not None
+    build = messages_url if endpoint == "messages" else conversation_url
     if "/" in conversation_id:
         # reverse() cannot build it: the route refuses a slash in the id.
-        return messages_url(user_id, "ID").replace("/ID/", f"/{conversation_id}/")
-    return messages_url(user_id, conversation_id)
+        return build(user_id, "ID").replace("/ID", f"/{conversation_id}")
+    return build(user_id, conversation_id)
 
 
 def send(
@@ -241,6 +273,10 @@ def send(
     user_id, conversation_id = target(world)
     client = APIClient()
     path = url(endpoint, user_id, conversation_id)
+    if endpoint == "rename":
+        return client.patch(path, {"title": "renamed"}, format="json", headers=headers)
+    if endpoint in ("delete", "delete-all"):
+        return client.delete(path, headers=headers)
     if endpoint != "chat":
         return client.get(path, headers=headers)
     body = {"message": "add buy milk"}
@@ -278,9 +314,20 @@ def test_matrix_own_request_is_served(
 ) -> None:
     response = send(endpoint, world, own_target(endpoint), credentials(world.me))
 
-    assert response.status_code == 200
-    assert response.json()["conversation_id"] == str(world.mine.id)
+    if endpoint == "delete":
+        assert response.status_code == 204
+    elif endpoint == "delete-all":
+        assert response.json() == {"deleted": 1}
+    elif endpoint == "list":
+        [listed] = response.json()["conversations"]
+        assert listed["conversation_id"] == str(world.mine.id)
+    else:
+        assert response.status_code == 200
+        assert response.json()["conversation_id"] == str(world.mine.id)
     assert len(recording_agent.calls) == (1 if endpoint == "chat" else 0)
+    # The other user's conversation is untouched whatever was done.
+    theirs = Conversation.objects.get(pk=world.theirs.pk)
+    assert (theirs.title, theirs.last_sequence) == (world.theirs.title, 2)
 
 
 # 401: the request is refused before anything about it is looked at.

@@ -8,13 +8,23 @@ from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
-from conversations.tests.factories import ConversationFactory
+from conversations.models import Conversation
+from conversations.tests.factories import (
+    ConversationFactory,
+    conversation_with_messages,
+)
 from conversations.tests.paths import latest_url
 
 pytestmark = pytest.mark.django_db
 
 NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
-NO_CONVERSATION = {"conversation_id": None, "created_at": None, "updated_at": None}
+NO_CONVERSATION = {
+    "conversation_id": None,
+    "title": None,
+    "created_at": None,
+    "updated_at": None,
+    "message_count": 0,
+}
 
 
 def parse_timestamp(value: str) -> dt.datetime:
@@ -72,7 +82,13 @@ def test_conversation_latest_returns_most_recently_updated_not_newest_created(
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"conversation_id", "created_at", "updated_at"}
+    assert set(body) == {
+        "conversation_id",
+        "title",
+        "created_at",
+        "updated_at",
+        "message_count",
+    }
     assert body["conversation_id"] == str(updated_last.id)
     assert parse_timestamp(body["created_at"]) == updated_last.created_at
     assert parse_timestamp(body["updated_at"]) == updated_last.updated_at
@@ -145,3 +161,16 @@ def test_conversation_latest_uses_two_queries_whatever_the_count(
 
     assert response.status_code == 200
     assert response.json()["conversation_id"] == str(latest.id)
+
+
+def test_conversation_latest_carries_title_and_message_count(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation = conversation_with_messages(session.user_id, 3)
+    Conversation.objects.filter(pk=conversation.pk).update(title="Groceries")
+
+    body = api.get(latest_url(session.user_id)).json()
+
+    assert body["conversation_id"] == str(conversation.id)
+    assert body["title"] == "Groceries"
+    assert body["message_count"] == 3

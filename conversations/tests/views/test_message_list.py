@@ -4,20 +4,27 @@ import uuid
 from typing import Any
 
 import pytest
-from pytest_django import DjangoAssertNumQueries
+from pytest_django import DjangoAssertNumQueries, Settings
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, ToolCall
+from conversations.selectors import MESSAGE_OVERHEAD_BYTES, PAGE_OVERHEAD_BYTES
 from conversations.serializers import MessageOutputSerializer
-from conversations.tests.factories import ConversationFactory, MessageFactory
-from conversations.tests.paths import messages_url
+from conversations.tests.factories import (
+    ConversationFactory,
+    MessageFactory,
+    ToolCallFactory,
+)
+from conversations.tests.paths import chat_url, messages_url
+from conversations.views import datetime_out
 
 pytestmark = pytest.mark.django_db
 
 NOT_FOUND = b'{"detail":"Not found.","code":"not_found"}'
-MESSAGE_KEYS = {"id", "conversation_id", "role", "content", "created_at"}
+MESSAGE_KEYS = {"id", "conversation_id", "role", "content", "created_at", "tool_calls"}
 
 
 def conversation_with_messages(
@@ -375,3 +382,195 @@ def test_message_list_renders_what_the_documented_serializer_renders(
     expected = MessageOutputSerializer(stored, many=True).data
     assert response.status_code == 200
     assert response.json()["messages"] == json.loads(json.dumps(expected))
+
+
+# --- Tool calls in the history (CONTRACT §8) -------------------------------
+
+
+def test_message_list_carries_each_messages_tool_calls_in_order(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    conversation, messages = conversation_with_messages(session.user_id, 4)
+    # Created out of order: the agent's order is `position`.
+    second = ToolCallFactory.create(
+        message=messages[1],
+        position=1,
+        tool_name="list_tasks",
+        parameters={"filter": {"done": False}, "é": [1, 2.5, None]},
+        result=None,
+        status=ToolCall.Status.ERROR,
+    )
+    first = ToolCallFactory.create(message=messages[1], position=0)
+    other = ToolCallFactory.create(message=messages[3], position=0)
+    ToolCallFactory.create()  # another conversation's
+
+    body = api.get(messages_url(session.user_id, conversation.id)).json()
+
+    calls = [m["tool_calls"] for m in body["messages"]]
+    assert calls[0] == calls[2] == []
+    assert calls[1] == [
+        {
+            "id": str(first.id),
+            "tool_name": "add_task",
+            "parameters": {"title": "buy milk"},
+            "result": {"task_id": "1"},
+            "status": "success",
+        },
+        {
+            "id": str(second.id),
+            "tool_name": "list_tasks",
+            "parameters": {"filter": {"done": False}, "é": [1, 2.5, None]},
+            "result": None,
+            "status": "error",
+        },
+    ]
+    assert [c["id"] for c in calls[3]] == [str(other.id)]
+
+
+def test_message_list_tool_calls_are_those_of_the_chat_reply(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> None:
+    settings.AGENT_BACKEND = "agent.tests.fakes.RecordingAgent"
+    reply = api.post(
+        chat_url(session.user_id), {"message": "add buy milk"}, format="json"
+    ).json()
+
+    body = api.get(messages_url(session.user_id, reply["conversation_id"])).json()
+
+    question, answer = body["messages"]
+    assert question["tool_calls"] == []
+    assert answer["id"] == reply["assistant_message_id"]
+    assert answer["tool_calls"] == reply["tool_calls"]
+    assert len(answer["tool_calls"]) == 2
+
+
+# --- The byte bound (CONTRACT §2) ------------------------------------------
+
+
+def big_conversation(owner_id: str, count: int, size: int) -> list[Message]:
+    """`count` messages of `size` characters that JSON escapes (quotes,
+    newlines, non-ASCII), the assistant's with a tool call."""
+    conversation = ConversationFactory.create(owner_id=owner_id)
+    unit = 'é"\n\x01'
+    messages = [
+        MessageFactory.build(
+            conversation=conversation,
+            sequence=sequence,
+            role=Message.Role.USER if sequence % 2 else Message.Role.ASSISTANT,
+            content=(unit * size)[:size],
+        )
+        for sequence in range(1, count + 1)
+    ]
+    Message.objects.bulk_create(messages)
+    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=count)
+    for message in messages[1::2]:
+        ToolCallFactory.create(message=message, parameters={"text": "\n" * 50})
+    return messages
+
+
+@pytest.mark.parametrize("max_bytes", [4096, 20_000, 65_536])
+def test_message_list_page_stops_before_the_byte_bound_newest_kept(
+    api: APIClient, session: BetterAuthSession, settings: Settings, max_bytes: int
+) -> None:
+    settings.MESSAGES_PAGE_MAX_BYTES = max_bytes
+    messages = big_conversation(session.user_id, 40, 1000)
+    conversation_id = messages[0].conversation_id
+
+    response = api.get(messages_url(session.user_id, conversation_id))
+
+    body = response.json()
+    assert len(response.content) <= max_bytes
+    count = len(body["messages"])
+    assert 1 <= count < 40
+    assert page_ids(body) == ids(messages[-count:])
+    assert body["has_more"] is True
+    assert body["next_before"] == str(messages[-count].id)
+    # The bound cut it, not much short of it: one more message passes it
+    # (the costs are upper bounds, so "much" is a fifth).
+    settings.MESSAGES_PAGE_MAX_BYTES = 10**9
+    one_more = api.get(
+        messages_url(session.user_id, conversation_id), {"limit": count + 1}
+    )
+    assert len(one_more.json()["messages"]) == count + 1
+    assert len(one_more.content) > max_bytes * 0.8
+
+
+def test_message_list_walking_a_byte_bound_history_returns_every_message_once(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> None:
+    settings.MESSAGES_PAGE_MAX_BYTES = 10_000
+    messages = big_conversation(session.user_id, 30, 1500)
+    url = messages_url(session.user_id, messages[0].conversation_id)
+
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 500}
+    while True:
+        response = api.get(url, params)
+        assert len(response.content) <= 10_000
+        body = response.json()
+        seen = page_ids(body) + seen
+        if not body["has_more"]:
+            break
+        params["before"] = body["next_before"]
+
+    assert seen == ids(messages)
+
+
+def test_message_list_page_holds_one_message_larger_than_the_bound(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> None:
+    settings.MESSAGES_PAGE_MAX_BYTES = 1024
+    messages = big_conversation(session.user_id, 3, 3000)
+
+    body = api.get(messages_url(session.user_id, messages[0].conversation_id)).json()
+
+    assert page_ids(body) == [str(messages[-1].id)]
+    assert body["has_more"] is True
+    assert body["next_before"] == str(messages[-1].id)
+
+
+def test_message_list_page_within_the_bound_is_the_whole_limit(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> None:
+    settings.MESSAGES_PAGE_MAX_BYTES = 1_048_576
+    messages = big_conversation(session.user_id, 12, 1000)
+
+    body = api.get(
+        messages_url(session.user_id, messages[0].conversation_id), {"limit": 12}
+    ).json()
+
+    assert page_ids(body) == ids(messages)
+    assert body["has_more"] is False
+
+
+def test_message_list_overheads_bound_the_longest_message_and_page() -> None:
+    """MESSAGE_OVERHEAD_BYTES and PAGE_OVERHEAD_BYTES are at least what the
+    keys and values other than content and tool calls take."""
+    longest = datetime_out(dt.datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=dt.UTC))
+    message = {
+        "id": str(uuid.uuid4()),
+        "conversation_id": str(uuid.uuid4()),
+        "role": "assistant",
+        "content": "",
+        "created_at": longest,
+        "tool_calls": [],
+    }
+    page = {
+        "conversation_id": str(uuid.uuid4()),
+        "messages": [],
+        "has_more": False,
+        "next_before": str(uuid.uuid4()),
+    }
+
+    def size(value: Any) -> int:
+        return len(JSONRenderer().render(value))
+
+    # The empty content and tool calls ("" and []) count in the message's cost;
+    # the comma between messages does not.
+    assert size(message) - 4 + 1 <= MESSAGE_OVERHEAD_BYTES
+    assert size(page) <= PAGE_OVERHEAD_BYTES
+    assert MESSAGE_OVERHEAD_BYTES - (size(message) - 4 + 1) < 32
+
+
+def test_message_list_default_bound_is_at_least_1_mb(settings: Settings) -> None:
+    assert settings.MESSAGES_PAGE_MAX_BYTES >= 1_000_000
