@@ -15,3 +15,13 @@ def latest_url(user_id: str) -> str:
 
 def messages_url(user_id: str, conversation_id: Any) -> str:
     return reverse("conversations:message-list", args=[user_id, str(conversation_id)])
+
+
+def stream_url(user_id: str) -> str:
+    return reverse("conversations:chat-stream", args=[user_id])
+
+
+def resume_url(user_id: str, conversation_id: Any) -> str:
+    return reverse(
+        "conversations:chat-stream-resume", args=[user_id, str(conversation_id)]
+    )
