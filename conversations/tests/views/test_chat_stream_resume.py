@@ -35,7 +35,7 @@ def held_reply(
     far (the agent waits for StreamingAgent.release after its first item)."""
     settings.AGENT_BACKEND = "agent.tests.fakes.StreamingAgent"
     StreamingAgent.hold = True
-    response = api.post(
+    response: Any = api.post(
         stream_url(session.user_id),
         json.dumps({"id": str(uuid.uuid4()), "messages": [sse_message("hi")]}),
         content_type="application/json",
@@ -60,7 +60,7 @@ def resume_in_progress(
     chunks, events = held_reply
     conversation_id = events[0]["messageMetadata"]["conversationId"]
 
-    resumed = api.get(resume_url(session.user_id, conversation_id))
+    resumed: Any = api.get(resume_url(session.user_id, conversation_id))
 
     assert resumed.status_code == 200
     assert resumed["Content-Type"] == "text/event-stream"
@@ -208,7 +208,9 @@ def test_unreachable_redis_still_streams_and_stores(
 ) -> None:
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # discard port: nothing listens
 
-    response = api.post(stream_url(session.user_id), {"message": "hi"}, format="json")
+    response: Any = api.post(
+        stream_url(session.user_id), {"message": "hi"}, format="json"
+    )
     events = sse.parse(b"".join(response.streaming_content))
     stream_producers()
 
