@@ -332,3 +332,20 @@ def test_ai_sdk_resume_follows_the_reply_from_any_worker(
     # Nothing in progress: 204, and the SDK is simply ready.
     assert after["status"] == "ready"
     assert after["messages"] == 0
+
+
+def test_a_stopping_worker_finishes_and_stores_the_replies_in_progress(
+    gunicorn: Callable[..., Gunicorn],
+) -> None:
+    server = gunicorn(server_database_url(), AGENT_BACKEND=PACED, WEB_CONCURRENCY="1")
+    session = BetterAuthSessionFactory.create()
+
+    response = stream_open(server, session, {"message": LONG_MESSAGE})
+    start = events_until(response, "text-delta")[0]
+    response.close()
+    started = time.monotonic()
+    server.stop()  # SIGTERM: a deploy, a scale-down
+
+    assert time.monotonic() - started < 10  # it did not wait to be killed
+    reply = wait_for_reply(start["messageMetadata"]["conversationId"], timeout=1)
+    assert reply.content == f"echo: {LONG_MESSAGE}"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
+from django.db import connection
 
 import pytest
 from pytest_django import Settings
@@ -557,3 +558,25 @@ def test_stream_other_users_sessions_never_see_each_others_ids(
 
     assert response.status_code == 404
     assert Message.objects.filter(conversation_id=chat_id).count() == 2
+
+
+# SQLite's in-memory test database is never closed (Django keeps it).
+@pytest.mark.postgresql
+def test_stream_holds_no_database_connection_while_it_streams(
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    stream_producers: Callable[[], None],
+) -> None:
+    settings.AGENT_BACKEND = STREAMING
+    StreamingAgent.hold = True
+
+    response = post(api, session.user_id, {"message": "hi"})
+    chunks = iter(response.streaming_content)
+    next(chunks)
+
+    # This thread served the request: its connection went back before the
+    # reply, which may take as long as AGENT_TIMEOUT_SECONDS.
+    assert connection.connection is None
+    StreamingAgent.release.set()
+    b"".join(chunks)
