@@ -28,7 +28,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import connection, connections
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+)
 from django.dispatch import receiver
 from django.http import StreamingHttpResponse
 
@@ -79,6 +85,9 @@ KEEP_ALIVE_SECONDS = 15.0
 FINISHED_TTL_SECONDS = 60
 # Reply stores (and their database connections) at once, per process.
 STORE_CONCURRENCY = 4
+# Pauses between the attempts to store a reply when the database cannot be
+# reached; the last failure is the reply's error.
+STORE_RETRY_PAUSES = (0.25, 0.5, 1.0, 2.0, 4.0)
 _store_slots = threading.BoundedSemaphore(STORE_CONCURRENCY)
 
 
@@ -89,6 +98,11 @@ def event(part: dict[str, Any]) -> bytes:
 
 def error_text(exc: AgentError | NotFoundError) -> str:
     return str(exc.detail)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 # --- the response ------------------------------------------------------------
@@ -292,12 +306,7 @@ class ReplyProducer(threading.Thread):
         reply = AgentReply(content="".join(pieces), tool_calls=tuple(calls))
         try:
             exchange = self._store(
-                lambda: message_assistant_create(
-                    user_message=self.user_message,
-                    reply=reply,
-                    message_id=self.message_id,
-                    tool_call_ids=call_ids,
-                )
+                functools.partial(self._reply_store, reply, call_ids)
             )
         except NotFoundError as exc:
             # The conversation was deleted meanwhile: the reply is dropped.
@@ -312,14 +321,52 @@ class ReplyProducer(threading.Thread):
             )
         return event({"type": "finish", "finishReason": "stop"})
 
+    def _reply_store(
+        self, reply: AgentReply, call_ids: list[uuid.UUID]
+    ) -> ChatExchange:
+        try:
+            return message_assistant_create(
+                user_message=self.user_message,
+                reply=reply,
+                message_id=self.message_id,
+                tool_call_ids=call_ids,
+            )
+        except IntegrityError:
+            # A retry of a write whose commit went through before the
+            # connection broke: the reply is stored under its id already.
+            stored = Message.objects.filter(pk=self.message_id).first()
+            if stored is None:
+                raise
+            return ChatExchange(
+                user_message=self.user_message,
+                assistant_message=stored,
+                tool_calls=list(stored.tool_calls.order_by("position")),
+            )
+
     def _store(self, write: Callable[[], Any]) -> Any:
         """`write()` in this thread, with at most STORE_CONCURRENCY at once
-        per process, closing the connection it opened."""
-        with _store_slots:
-            try:
-                return write()
-            finally:
-                connections.close_all()
+        per process, closing the connection it opened.
+
+        A database that cannot be reached (restarting, out of connections)
+        is retried for a few seconds: the reply is not lost to a blip.
+        """
+        for pause in (*STORE_RETRY_PAUSES, None):
+            with _store_slots:
+                try:
+                    return write()
+                except (OperationalError, InterfaceError) as exc:
+                    if pause is None:
+                        raise
+                    logger.warning(
+                        "Storing reply %s failed, retrying in %.1fs: %s",
+                        self.message_id,
+                        pause,
+                        _first_line(exc),
+                    )
+                finally:
+                    connections.close_all()
+            time.sleep(pause)
+        raise AssertionError("unreachable")
 
     def _release(self) -> None:
         if self.claim is not None:

@@ -30,10 +30,12 @@ from conversations.models import Message, ToolCall
 
 from .servers import (
     Gunicorn,
+    PrivatePostgres,
     attach_log,
     database_url,
     record_figures,
     server_environment,
+    user_with_session,
 )
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -135,15 +137,22 @@ def ai_sdk_chat(node: str, **config: Any) -> dict[str, Any]:
 
 
 def stream_open(
-    server: Gunicorn, session: BetterAuthSession, body: dict[str, Any]
+    server: Gunicorn,
+    session: BetterAuthSession | tuple[str, str],
+    body: dict[str, Any],
 ) -> http.client.HTTPResponse:
+    """POST a chat stream as `session` (or a (user id, token) pair); the
+    response, to read its events from."""
+    user_id, token = (
+        session if isinstance(session, tuple) else (session.user_id, session.token)
+    )
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.request(
         "POST",
-        f"/api/v1/users/{session.user_id}/chat/stream",
+        f"/api/v1/users/{user_id}/chat/stream",
         body=json.dumps(body),
         headers={
-            "Authorization": f"Bearer {session.token}",
+            "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
         },
     )
@@ -349,3 +358,24 @@ def test_a_stopping_worker_finishes_and_stores_the_replies_in_progress(
     assert time.monotonic() - started < 10  # it did not wait to be killed
     reply = wait_for_reply(start["messageMetadata"]["conversationId"], timeout=1)
     assert reply.content == f"echo: {LONG_MESSAGE}"
+
+
+def test_a_database_restart_before_the_reply_is_stored_loses_nothing(
+    gunicorn: Callable[..., Gunicorn], private_postgres: PrivatePostgres
+) -> None:
+    server = gunicorn(private_postgres.url, AGENT_BACKEND=PACED, DB_CONNECT_TIMEOUT="2")
+    credentials = user_with_session(private_postgres)
+
+    response = stream_open(server, credentials, {"message": LONG_MESSAGE})
+    start = events_until(response, "text-delta")[0]
+    private_postgres.stop()
+    time.sleep(2.5)  # the reply ends, and its store fails, meanwhile
+    private_postgres.start()
+    rest = events_until(response, "finish")
+
+    assert rest[-1] == {"type": "finish", "finishReason": "stop"}
+    with private_postgres.connect() as db:
+        row = db.execute(
+            "SELECT content FROM messages WHERE id = %s", [start["messageId"]]
+        ).fetchone()
+    assert row == (f"echo: {LONG_MESSAGE}",)
