@@ -791,26 +791,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "ok": count <= scenario.max_statements,
             }
         )
-    streaming = report.get("streaming")
-    if streaming:
-        from bench import stream  # it builds on this module
-
-        found.append(
-            {
-                "target": "streamed chat: first text event far below the agent's "
-                f"{stream.AGENT_SECONDS:g} s (< 0.5 s)",
-                "measured": f"{streaming['first_text_s'] * 1000:.0f} ms",
-                "ok": streaming["first_text_s"] < 0.5,
-            }
-        )
-        streams = streaming["streams"]
-        found.append(
-            {
-                "target": f"{streams['count']} concurrent open streams, nothing lost",
-                "measured": f"{streams['complete']} complete, {streams['lost']} lost",
-                "ok": streams["lost"] == 0 and streams["complete"] == streams["count"],
-            }
-        )
+    if report.get("streaming"):
+        found += streaming_targets(report["streaming"])
     memory = report["memory"]
     found.append(
         {
@@ -820,6 +802,26 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     return found
+
+
+def streaming_targets(streaming: dict[str, Any]) -> list[dict[str, Any]]:
+    """The streamed chat's targets, from bench.stream.measure's figures."""
+    from bench import stream  # it builds on this module
+
+    streams = streaming["streams"]
+    return [
+        {
+            "target": "streamed chat: first text event far below the agent's "
+            f"{stream.AGENT_SECONDS:g} s (< 0.5 s)",
+            "measured": f"{streaming['first_text_s'] * 1000:.0f} ms",
+            "ok": streaming["first_text_s"] < 0.5,
+        },
+        {
+            "target": f"{streams['count']} concurrent open streams, nothing lost",
+            "measured": f"{streams['complete']} complete, {streams['lost']} lost",
+            "ok": streams["lost"] == 0 and streams["complete"] == streams["count"],
+        },
+    ]
 
 
 def memory_verdict(

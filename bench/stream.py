@@ -15,8 +15,9 @@ With an agent that takes BENCH_AGENT_SECONDS (2 s) to stream its reply
   with `--streams` streams held open, and the workers' RSS and threads.
 
 `--compare-threads` runs the same on a server with that many threads per
-worker (today's default), in the same run, so that the ratios hold on a
-shared machine.
+worker (the former default), in the same run, then the JSON endpoints
+alone on both servers, alternating, so that the ratios hold on a shared
+machine.
 """
 
 import argparse
@@ -34,7 +35,16 @@ from typing import Any
 import psycopg
 
 from bench import seed
-from bench.run import RESULTS, Scenario, Server, app_env, memory_kb, running, wrk
+from bench.run import (
+    RESULTS,
+    Scenario,
+    Server,
+    app_env,
+    memory_kb,
+    running,
+    scenarios,
+    wrk,
+)
 
 AGENT = "bench.agents.PacedAgent"
 AGENT_SECONDS = 2.0
@@ -172,6 +182,48 @@ def json_scenario() -> Scenario:
     )
 
 
+def json_compare(
+    database_url: str, *, workers: int, threads: list[int], rounds: int
+) -> dict[str, dict[int, float]]:
+    """req/s of the JSON endpoints (GET messages of 20, POST chat over 16
+    conversations) on one server per thread count, all running, alternating
+    runs of JSON_SECONDS, medians over `rounds`: how the thread count alone
+    changes their speed, with no stream open."""
+    database = seed.database_name(database_url)
+    chosen = [json_scenario(), *(s for s in scenarios() if s.name == "post_rotating")]
+    servers = {
+        count: Server(
+            f"json-{count}",
+            "chatapi.wsgi:application",
+            app_env(database_url),
+            workers,
+            count,
+        )
+        for count in threads
+    }
+    found: dict[str, dict[int, list[float]]] = {
+        s.name: {count: [] for count in threads} for s in chosen
+    }
+    with running(*servers.values()):
+        for scenario in chosen:
+            for server in servers.values():
+                wrk(server, scenario, 1, JSON_CONNECTIONS, database)
+        for round_number in range(rounds):
+            order = list(servers.items())
+            if round_number % 2:
+                order.reverse()
+            for scenario in chosen:
+                for count, server in order:
+                    result = wrk(
+                        server, scenario, JSON_SECONDS, JSON_CONNECTIONS, database
+                    )
+                    found[scenario.name][count].append(result["rps"])
+    return {
+        name: {count: statistics.median(runs) for count, runs in by_count.items()}
+        for name, by_count in found.items()
+    }
+
+
 def measure(
     database_url: str, *, workers: int, threads: int, streams: int
 ) -> dict[str, Any]:
@@ -214,9 +266,6 @@ def measure(
         json_during = wrk(server, scenario, 1, JSON_CONNECTIONS, database)
         figures["db_connections_with_streams"] = database_connections(database_url)
         opened.join()
-        # JSON after the burst: requests now go to every thread of the pool.
-        wrk(server, scenario, JSON_SECONDS, JSON_CONNECTIONS, database)
-        figures["db_connections_after"] = database_connections(database_url)
         figures["streams"] = {
             "count": streams,
             "complete": sum(r.complete for r in held),
@@ -231,7 +280,6 @@ def measure(
         }
         figures["during"] = during
         figures["json_rps_alone"] = json_alone["rps"]
-        figures["json_p99_ms_alone"] = json_alone["p99_us"] / 1000
         figures["json_rps_with_streams"] = json_during["rps"]
         figures["json_p99_ms_with_streams"] = json_during["p99_us"] / 1000
     return figures
@@ -249,7 +297,7 @@ def render(report: dict[str, Any]) -> str:
         "| first text p50 / max under load | slowest stream "
         "| JSON req/s alone | JSON req/s with the streams open "
         "| worker RSS MB idle / with streams | threads / worker with streams "
-        "| database connections with streams / after |",
+        "| database connections with the streams open |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in report["configurations"]:
@@ -263,8 +311,23 @@ def render(report: dict[str, Any]) -> str:
             f"| {row['json_rps_alone']:.0f} | {row['json_rps_with_streams']:.0f} "
             f"| {row['idle']['rss_mb']:.0f} / {row['during']['rss_mb']:.0f} "
             f"| {row['during']['threads']:.0f} "
-            f"| {row['db_connections_with_streams']} / {row['db_connections_after']} |"
+            f"| {row['db_connections_with_streams']} |"
         )
+    compared = report.get("json_compare")
+    if compared:
+        counts = sorted({count for by_count in compared.values() for count in by_count})
+        lines += [
+            "",
+            f"JSON endpoints alone, req/s by threads per worker ({JSON_SECONDS} s runs "
+            "alternating between the servers, medians):",
+            "",
+            "| scenario | " + " | ".join(f"{c} threads" for c in counts) + " |",
+            "|---|" + "--:|" * len(counts),
+        ]
+        for name, by_count in compared.items():
+            lines.append(
+                f"| {name} | " + " | ".join(f"{by_count[c]:.0f}" for c in counts) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -275,6 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--compare-threads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="JSON comparison")
     parser.add_argument("--skip-seed", action="store_true")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
@@ -290,11 +354,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for threads in dict.fromkeys([args.threads, args.compare_threads])
         if threads
     ]
+    counts = [c for c in dict.fromkeys([args.threads, args.compare_threads]) if c]
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python -m bench.stream " + " ".join(argv),
         "streams": args.streams,
         "configurations": configurations,
+        "json_compare": json_compare(
+            args.database_url, workers=args.workers, threads=counts, rounds=args.rounds
+        )
+        if len(counts) > 1
+        else None,
     }
     RESULTS.mkdir(exist_ok=True)
     Path(RESULTS / "stream.json").write_text(json.dumps(report, indent=2) + "\n")
