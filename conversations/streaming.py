@@ -96,7 +96,10 @@ def event(part: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(part, separators=(",", ":")).encode() + b"\n\n"
 
 
-def error_text(exc: AgentError | NotFoundError) -> str:
+DELETED = "The conversation was deleted; the reply was not kept."
+
+
+def error_text(exc: AgentError) -> str:
     return str(exc.detail)
 
 
@@ -308,10 +311,10 @@ class ReplyProducer(threading.Thread):
             exchange = self._store(
                 functools.partial(self._reply_store, reply, call_ids)
             )
-        except NotFoundError as exc:
+        except NotFoundError:
             # The conversation was deleted meanwhile: the reply is dropped.
             self._release()
-            return event({"type": "error", "errorText": error_text(exc)})
+            return event({"type": "error", "errorText": DELETED})
         if self.claim is not None:
             claim = self.claim
             self._store(

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from agent.tests.fakes import StreamingAgent
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
+from conversations import streaming
 from conversations.models import Conversation, IdempotencyKey, Message, ToolCall
 from conversations.tests import sse
 from conversations.tests.factories import ConversationFactory
@@ -580,3 +581,27 @@ def test_stream_holds_no_database_connection_while_it_streams(
     assert connection.connection is None
     StreamingAgent.release.set()
     b"".join(chunks)
+
+
+def test_stream_reply_for_a_deleted_conversation_is_dropped(
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    stream_producers: Callable[[], None],
+) -> None:
+    settings.AGENT_BACKEND = STREAMING
+    StreamingAgent.hold = True
+
+    response = post(api, session.user_id, {"message": "hi"})
+    chunks = iter(response.streaming_content)
+    first = sse.parse(next(chunks))
+    Conversation.objects.filter(
+        pk=first[0]["messageMetadata"]["conversationId"]
+    ).delete()
+    StreamingAgent.release.set()
+    rest = sse.parse(b"".join(chunks))
+    stream_producers()
+
+    assert sse.types(rest)[-2:] == ["error", sse.DONE]
+    assert rest[-2]["errorText"] == streaming.DELETED
+    assert not Message.objects.exists()
