@@ -295,10 +295,10 @@ def render(report: dict[str, Any]) -> str:
         "| gunicorn gthread | first text (median of 5) | whole reply "
         f"| {report['streams']} streams: complete / lost "
         "| first text p50 / max under load | slowest stream "
-        "| JSON req/s alone | JSON req/s with the streams open "
+        "| JSON req/s with the streams open "
         "| worker RSS MB idle / with streams | threads / worker with streams "
         "| database connections with the streams open |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in report["configurations"]:
         s = row["streams"]
@@ -308,7 +308,7 @@ def render(report: dict[str, Any]) -> str:
             f"| {s['complete']} / {s['lost']} "
             f"| {s['first_text_p50_s']:.2f} / {s['first_text_max_s']:.2f} s "
             f"| {s['slowest_s']:.2f} s "
-            f"| {row['json_rps_alone']:.0f} | {row['json_rps_with_streams']:.0f} "
+            f"| {row['json_rps_with_streams']:.0f} "
             f"| {row['idle']['rss_mb']:.0f} / {row['during']['rss_mb']:.0f} "
             f"| {row['during']['threads']:.0f} "
             f"| {row['db_connections_with_streams']} |"
