@@ -17,6 +17,7 @@ from better_auth.models import BetterAuthSession
 from better_auth.tables import better_auth_tables_ensure
 from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message, ToolCall
+from core import ratelimit
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +89,20 @@ def unavailable() -> Callable[..., NoReturn]:
 def _empty_cache() -> None:
     """Rate-limit counters live in the cache: every test starts with none."""
     cache.clear()
+
+
+@pytest.fixture
+def advance_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Stops the clock of core.ratelimit's windows (the per-address limits)
+    at the start of an hour; the function returned moves it on by as many
+    seconds."""
+    now = [1_000_000_800.0]  # a multiple of 3600 (and of 60)
+    monkeypatch.setattr(ratelimit, "timer", lambda: now[0])
+
+    def advance(seconds: float) -> None:
+        now[0] += seconds
+
+    return advance
 
 
 @pytest.fixture

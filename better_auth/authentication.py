@@ -7,7 +7,8 @@ Credentials, first match wins:
 2. the session cookie `[__Secure-]<prefix>.session_token`, always signed.
 
 `signature` is base64 of HMAC-SHA256(BETTER_AUTH_SECRET, token). The session
-and its user are read in one query; nothing is written.
+and its user are read in one query; nothing is written. An address that
+failed too often gets 429 without the query (better_auth.throttling).
 """
 
 import base64
@@ -15,11 +16,12 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Func, Value
 from django.utils import timezone
 
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -28,6 +30,11 @@ from rest_framework.request import Request
 
 from better_auth import postgres
 from better_auth.models import BetterAuthSession
+from better_auth.throttling import failures_limited
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler, _AsSqlType
 
 # Better Auth's tokens are 32 characters; anything far longer is not one.
 MAX_CREDENTIAL_LENGTH = 1024
@@ -68,17 +75,19 @@ class BetterAuthSessionAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[ApiUser, Credential] | None:
         parts = get_authorization_header(request).split()
         if parts and parts[0].lower() == self.keyword.lower().encode():
-            if len(parts) != 2:
-                raise _failed("Malformed Authorization header.")
-            user, session_id = self._authenticate_bearer(parts[1])
+            with failures_limited(request):
+                if len(parts) != 2:
+                    raise _failed("Malformed Authorization header.")
+                user, session_id = self._authenticate_bearer(parts[1])
             return user, Credential("bearer", session_id)
 
         cookie = self._session_cookie(request)
         if cookie is not None:
-            token = verified_token(unquote(cookie))
-            if token is None:
-                raise _failed()
-            user, session_id = self.authenticate_token(token)
+            with failures_limited(request):
+                token = verified_token(unquote(cookie))
+                if token is None:
+                    raise _failed()
+                user, session_id = self.authenticate_token(token)
             return user, Credential("cookie", session_id)
         return None
 
@@ -96,9 +105,8 @@ class BetterAuthSessionAuthentication(BaseAuthentication):
             found = postgres.session_by_token(token=token, now=timezone.now())
         else:
             found = (
-                BetterAuthSession.objects.filter(
-                    token=token, expires_at__gt=timezone.now()
-                )
+                BetterAuthSession.objects.alias(expires=AsTime("expires_at"))
+                .filter(token=token, expires__gt=AsTime(Value(timezone.now())))
                 .values_list("id", "user_id", "user__email", "user__name")
                 .first()
             )
@@ -129,6 +137,30 @@ class BetterAuthSessionAuthentication(BaseAuthentication):
         cookies = request.COOKIES
         secure = cookies.get(f"__Secure-{name}")
         return secure if secure is not None else cookies.get(name)
+
+
+class AsTime(Func):
+    """A datetime compared as a time, whatever text SQLite holds for it.
+
+    SQLite has no datetime type. Django writes `2026-12-06 10:00:00.000000`,
+    Better Auth `2026-12-06T10:00:00.000Z` (JavaScript's toISOString()); as
+    text "T" sorts after " ", so a session Better Auth wrote would pass as
+    unexpired until the end of the day it expired. SQLite's julianday()
+    reads both forms (to the millisecond); unreadable text gives NULL, which
+    matches nothing. Other databases have a real type: the value as it is.
+    """
+
+    template = "%(expressions)s"
+
+    def as_sqlite(
+        self,
+        compiler: "SQLCompiler",
+        connection: "BaseDatabaseWrapper",
+        **extra_context: Any,
+    ) -> "_AsSqlType":
+        return super().as_sql(
+            compiler, connection, template="julianday(%(expressions)s)", **extra_context
+        )
 
 
 def sign_token(token: str) -> str:

@@ -1,4 +1,5 @@
-"""Request ids and the access log: one JSON line per request."""
+"""Request ids and the access log (one JSON line per request), and the
+refusal of request charsets other than UTF-8."""
 
 import logging
 import re
@@ -6,12 +7,13 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.urls import ResolverMatch
 from django.utils.functional import LazyObject
 
 from better_auth.authentication import ApiUser
 from chatapi.logging import REQUEST_ID_META, request_id_var
+from chatapi.views import error_response
 
 logger = logging.getLogger("chatapi.request")
 
@@ -100,3 +102,42 @@ def _api_user_id(request: HttpRequest) -> str | None:
     if isinstance(user, LazyObject) or not isinstance(user, ApiUser):
         return None
     return user.id
+
+
+# The charset parameter values meaning UTF-8, lowercased (ASCII is a subset).
+UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+class Utf8OnlyMiddleware:
+    """Answer 415 to a request whose Content-Type declares a charset other
+    than UTF-8 (or ASCII), on every path and method, before anything reads
+    the body.
+
+    Django decodes form fields and the query string, and DRF a JSON body,
+    with whatever charset the request declares, and some of Python's codecs
+    take quadratic time (punycode): one large body would hold a worker for
+    many seconds, without signing in. A declared UTF-8 or ASCII is
+    normalised to UTF-8 (which Django's urlencoded forms insist on). Placed
+    before every middleware that may read the body, CSRF's included.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        # The parameters Django parsed from Content-Type, the same it reads
+        # the charset from; a repeated parameter counts once, as there.
+        params = getattr(request, "content_params", None) or {}
+        if "charset" in params:
+            if params["charset"].strip().lower() not in UTF8_CHARSETS:
+                return unsupported_charset()
+            request.encoding = "utf-8"
+        return self.get_response(request)
+
+
+def unsupported_charset() -> JsonResponse:
+    return error_response(
+        "Only UTF-8 request bodies are accepted: declare charset=utf-8 or none.",
+        "unsupported_media_type",
+        415,
+    )

@@ -14,7 +14,8 @@ class RequestTooLarge(exceptions.APIException):
 
 
 class LimitedJSONParser(parsers.JSONParser):
-    """JSON parser that refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE.
+    """JSON parser that refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE and
+    decodes them as UTF-8 only.
 
     DRF reads the request stream directly, bypassing the limit Django
     applies to `request.body`; this puts it back, for bodies with or
@@ -39,8 +40,11 @@ class LimitedJSONParser(parsers.JSONParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise RequestTooLarge()
+        # UTF-8 whatever the request declares (Utf8OnlyMiddleware refuses
+        # other charsets; this holds without it too).
+        context = {**(parser_context or {}), "encoding": "utf-8"}
         try:
-            return super().parse(io.BytesIO(body), media_type, parser_context)
+            return super().parse(io.BytesIO(body), media_type, context)
         except RecursionError:
             # The json module raises this, not ValueError, for deep nesting
             # ([[[…]]] a few thousand levels down): a client error, not a 500.

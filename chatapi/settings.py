@@ -6,9 +6,11 @@ file in the project root is loaded for local work; real environment
 variables win). `.env.example` lists every variable.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -87,14 +89,58 @@ DEBUG = env_bool("DJANGO_DEBUG", default=False)
 
 
 def _required_secret(name: str, dev_value: str) -> str:
+    """The secret `name`; with debug off it must be set and not publicly
+    known. With debug on (`make run`) anything goes, unset included."""
     value = env_str(name)
-    if value:
-        return value
     if DEBUG:
-        return dev_value
-    raise ImproperlyConfigured(
-        f"{name} is required when DJANGO_DEBUG is off (see .env.example)."
-    )
+        return value or dev_value
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is required when DJANGO_DEBUG is off (see .env.example)."
+        )
+    if _publicly_known(value):
+        raise ImproperlyConfigured(
+            f"{name} is a placeholder or a publicly known value; set it to a "
+            "long random secret when DJANGO_DEBUG is off (see .env.example)."
+        )
+    return value
+
+
+def _publicly_known(secret: str) -> bool:
+    """The placeholders of .env.example ("change-me-..."), Django's
+    startproject keys and the dev-only key ("django-insecure-..."), the
+    dev-only Better Auth secret and Better Auth's built-in default (which
+    Better Auth itself refuses in production)."""
+    return secret.lower().startswith(("change-me", "django-insecure-")) or secret in {
+        "better-auth-dev-only-secret-never-use-in-production",
+        "better-auth-secret-12345678901234567890",
+    }
+
+
+def env_jwks_url(name: str) -> str:
+    """An https URL, or http to a loopback host or with debug on: the keys
+    that verify every JWT must not travel in clear across a network."""
+    url = env_str(name)
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ImproperlyConfigured(f"{name} must be an https:// URL, not {url!r}.")
+    if parts.scheme == "http" and not DEBUG and not _is_loopback(parts.hostname):
+        raise ImproperlyConfigured(
+            f"{name} must use https:// (plain http:// is allowed only to "
+            f"localhost or a loopback address, or with DJANGO_DEBUG=1), not {url!r}."
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 SECRET_KEY = _required_secret(
@@ -121,6 +167,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its duration covers everything and every answer is logged.
     "chatapi.middleware.RequestLogMiddleware",
+    # Before anything that may read the body (CSRF reads the admin's forms).
+    "chatapi.middleware.Utf8OnlyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -260,6 +308,17 @@ CORS_EXPOSE_HEADERS = ["Retry-After", "Idempotent-Replayed", "X-Request-ID"]
 # every worker; otherwise each process counts on its own.
 RATE_LIMIT_CHAT = env_rate("RATE_LIMIT_CHAT", "60/minute")
 RATE_LIMIT_READ = env_rate("RATE_LIMIT_READ", "600/minute")
+# Per client address (docs/SECURITY.md): failed API authentications (then
+# 429 without the session lookup), failed admin sign-ins (also per user
+# name; then 429 without the password check), and /api/schema/.
+RATE_LIMIT_AUTH_FAILURES = env_rate("RATE_LIMIT_AUTH_FAILURES", "30/minute")
+RATE_LIMIT_ADMIN_LOGIN = env_rate("RATE_LIMIT_ADMIN_LOGIN", "10/hour")
+RATE_LIMIT_SCHEMA = env_rate("RATE_LIMIT_SCHEMA", "60/minute")
+# The client's address: REMOTE_ADDR with 0; with N, the X-Forwarded-For
+# entry added by the outermost of the N proxies in front of the app (DRF's
+# NUM_PROXIES). Never more than the proxies really there: a client writes
+# its own X-Forwarded-For.
+NUM_PROXIES = env_int("DJANGO_NUM_PROXIES", 0)
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
@@ -288,6 +347,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chatapi.exception_handlers.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 # The OpenAPI schema (/api/schema/, /api/docs/). The docs page's assets come
@@ -335,7 +395,7 @@ BETTER_AUTH_REQUIRE_SIGNATURE = env_bool("BETTER_AUTH_REQUIRE_SIGNATURE")
 # Stateless mode: `Authorization: Bearer <jwt>` from Better Auth's JWT
 # plugin, verified with the frontend's public keys, from its JWKS endpoint
 # or from Better Auth's `jwks` table. Off unless one of the two is set.
-BETTER_AUTH_JWKS_URL = env_str("BETTER_AUTH_JWKS_URL")
+BETTER_AUTH_JWKS_URL = env_jwks_url("BETTER_AUTH_JWKS_URL")
 BETTER_AUTH_JWKS_TABLE = env_str("BETTER_AUTH_JWKS_TABLE")
 BETTER_AUTH_JWT_ISSUER = env_str("BETTER_AUTH_JWT_ISSUER")
 BETTER_AUTH_JWT_AUDIENCE = env_str("BETTER_AUTH_JWT_AUDIENCE")
@@ -343,6 +403,12 @@ BETTER_AUTH_JWT_ALGORITHMS = env_list(
     "BETTER_AUTH_JWT_ALGORITHMS", "EdDSA,ES256,ES512,RS256,PS256"
 )
 BETTER_AUTH_JWKS_CACHE_SECONDS = env_int("BETTER_AUTH_JWKS_CACHE_SECONDS", 300)
+# While the keys cannot be fetched again, the cached ones serve this long past
+# their cache time; then JWTs get 503 until a fetch succeeds.
+BETTER_AUTH_JWKS_MAX_STALE_SECONDS = env_int("BETTER_AUTH_JWKS_MAX_STALE_SECONDS", 3600)
+# Table mode: a key verifies until its expiresAt plus this grace period, the
+# JWT plugin's `jwks.gracePeriod` (its default: 30 days).
+BETTER_AUTH_JWKS_GRACE_SECONDS = env_int("BETTER_AUTH_JWKS_GRACE_SECONDS", 2592000)
 if (BETTER_AUTH_JWKS_URL or BETTER_AUTH_JWKS_TABLE) and not (
     BETTER_AUTH_JWT_ISSUER and BETTER_AUTH_JWT_AUDIENCE
 ):
@@ -355,6 +421,9 @@ if (BETTER_AUTH_JWKS_URL or BETTER_AUTH_JWKS_TABLE) and not (
 AGENT_BACKEND = env_str("AGENT_BACKEND", "agent.backends.stub.StubAgent")
 AGENT_TIMEOUT_SECONDS = env_float("AGENT_TIMEOUT_SECONDS", 30.0)
 AGENT_CONTEXT_MESSAGES = env_int("AGENT_CONTEXT_MESSAGES", 20)
+# Characters of those messages' content, at most: the newest whole messages
+# that fit (conversations.selectors.message_history_for_agent).
+AGENT_CONTEXT_MAX_CHARS = env_int("AGENT_CONTEXT_MAX_CHARS", 64000)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
 # The stub's pause between the pieces of a streamed reply (0: none).
 AGENT_STUB_STREAM_DELAY_SECONDS = env_float(

@@ -6,7 +6,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 
 
-def _error(detail: str, code: str, status: int) -> JsonResponse:
+def error_response(detail: str, code: str, status: int) -> JsonResponse:
+    """The API's error envelope, from outside DRF."""
     # Compact, like DRF's renderer: a 404 reads the same from either layer.
     return JsonResponse(
         {"detail": detail, "code": code},
@@ -17,14 +18,16 @@ def _error(detail: str, code: str, status: int) -> JsonResponse:
 
 def bad_request(request: HttpRequest, exception: Exception, *args: Any) -> JsonResponse:
     if isinstance(exception, RequestDataTooBig):
-        return _error("The request body is too large.", "request_too_large", 413)
-    return _error("Bad request.", "bad_request", 400)
+        return error_response(
+            "The request body is too large.", "request_too_large", 413
+        )
+    return error_response("Bad request.", "bad_request", 400)
 
 
 def permission_denied(
     request: HttpRequest, exception: Exception, *args: Any
 ) -> JsonResponse:
-    return _error(
+    return error_response(
         "You do not have permission to perform this action.", "permission_denied", 403
     )
 
@@ -32,8 +35,8 @@ def permission_denied(
 def page_not_found(
     request: HttpRequest, exception: Exception, *args: Any
 ) -> JsonResponse:
-    return _error("Not found.", "not_found", 404)
+    return error_response("Not found.", "not_found", 404)
 
 
 def server_error(request: HttpRequest, *args: Any) -> JsonResponse:
-    return _error("Internal server error.", "server_error", 500)
+    return error_response("Internal server error.", "server_error", 500)

@@ -3,12 +3,16 @@
 import gc
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 from django.urls import get_resolver
+
+from chatapi.handlers import WSGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatapi.settings")
 
-application = get_wsgi_application()
+# As django.core.wsgi.get_wsgi_application(), with the app's own handler.
+django.setup(set_prefix=False)
+application = WSGIHandler()
 
 # Import the URLconf now (views, DRF, serializers, the admin), then move
 # every object loaded so far out of the cyclic garbage collector's reach:

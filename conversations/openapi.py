@@ -91,7 +91,8 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         {"detail": "The request body is too large.", "code": "request_too_large"},
     ),
     415: (
-        "`unsupported_media_type`: the body is not `application/json`.",
+        "`unsupported_media_type`: the body is not `application/json`, or "
+        "its `Content-Type` declares a charset other than UTF-8.",
         {
             "detail": 'Unsupported media type "text/plain" in request.',
             "code": "unsupported_media_type",
@@ -107,7 +108,8 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         },
     ),
     429: (
-        "`throttled`: the user's rate limit is used up; `Retry-After` says "
+        "`throttled`: the user's rate limit is used up, or the client's "
+        "address has failed authentication too often; `Retry-After` says "
         "how many seconds to wait.",
         {
             "detail": "Request was throttled. Expected available in 12 seconds.",

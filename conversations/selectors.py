@@ -144,12 +144,18 @@ def _message_page_orm(
 
 
 def message_history_for_agent(
-    *, conversation_id: uuid.UUID, message_id: uuid.UUID, limit: int
+    *, conversation_id: uuid.UUID, message_id: uuid.UUID, limit: int, max_chars: int
 ) -> tuple[int, list[HistoryMessage]]:
     """The sequence number of message `message_id`, and the last `limit`
-    messages before it, oldest first: one statement.
+    messages before it that fit in `max_chars` characters of content,
+    oldest first: one statement.
 
-    Plain immutable values: the agent gets no ORM objects to query lazily.
+    Whole messages, newest first, stopping at the first that does not fit:
+    the agent gets an unbroken tail of the conversation, never a cut
+    message, so a newest message longer than `max_chars` leaves it none.
+    Bounded here rather than in SQL: the database reads the same content
+    either way, and one loop serves both paths. Plain immutable values: the
+    agent gets no ORM objects to query lazily.
     """
     rows: list[tuple[Any, ...]]
     if _fast_path():
@@ -170,8 +176,11 @@ def message_history_for_agent(
             .values_list("sequence", "role", "content")[: max(limit, 0) + 1]
         )
     sequence = rows[0][0] if rows else 0
-    history = [
-        HistoryMessage(role=cast("Role", role), content=content)
-        for _, role, content in rows[1:]
-    ]
+    history: list[HistoryMessage] = []
+    room = max_chars
+    for _, role, content in rows[1:]:
+        room -= len(content)
+        if room < 0:
+            break
+        history.append(HistoryMessage(role=cast("Role", role), content=content))
     return sequence, history[::-1]

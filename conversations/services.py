@@ -76,13 +76,15 @@ def chat_message_send(
 
 def chat_history_for_agent(*, user_message: Message) -> list[HistoryMessage]:
     """The agent's context for `user_message`: the last AGENT_CONTEXT_MESSAGES
-    messages before it, oldest first (sets its `sequence` too)."""
+    messages before it (at most AGENT_CONTEXT_MAX_CHARS of them), oldest
+    first; sets its `sequence` too."""
     if user_message.sequence == 1:
         return []
     user_message.sequence, history = message_history_for_agent(
         conversation_id=user_message.conversation_id,
         message_id=user_message.id,
         limit=settings.AGENT_CONTEXT_MESSAGES,
+        max_chars=settings.AGENT_CONTEXT_MAX_CHARS,
     )
     return history
 

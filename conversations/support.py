@@ -29,11 +29,17 @@ from django.apps import apps
 from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Model, Prefetch, QuerySet
 from django.utils import timezone
 
 from better_auth.models import BetterAuthUser
-from conversations.models import Conversation, Message, ToolCall, ToolCallStatus
+from conversations.models import (
+    Conversation,
+    IdempotencyKey,
+    Message,
+    ToolCall,
+    ToolCallStatus,
+)
 
 __all__ = [
     "conversation_transcript",
@@ -57,26 +63,57 @@ T = TypeVar("T")
 
 def users_with_email(email: str) -> QuerySet[BetterAuthUser]:
     """Better Auth users with this email: exact, or lowercased, as Better
-    Auth stores them. An indexed equality lookup, never a scan."""
+    Auth stores them. An indexed equality lookup, never a scan: for the
+    admin's search."""
     return BetterAuthUser.objects.filter(email__in={email, email.lower()})
 
 
+def users_with_email_any_case(email: str) -> QuerySet[BetterAuthUser]:
+    """Better Auth users whose email is this one up to case, by id.
+
+    A scan of Better Auth's table on PostgreSQL (it has no index on the
+    email's case, and is not ours to index): for support requests only,
+    which must see every candidate. SQLite folds ASCII letters only.
+    """
+    return BetterAuthUser.objects.filter(email__iexact=email).order_by("id")
+
+
+class AmbiguousUserError(LookupError):
+    """Several Better Auth users have the email, up to case: acting on one
+    of them would be a guess."""
+
+    def __init__(self, email: str, users: Sequence[BetterAuthUser]) -> None:
+        self.user_ids = [user.id for user in users]
+        candidates = ", ".join(f"{user.id} <{user.email}>" for user in users)
+        super().__init__(
+            f"{len(users)} Better Auth users have the email {email!r} up to "
+            f"case: {candidates}. Give the user id instead."
+        )
+
+
 def user_find(query: str) -> BetterAuthUser | None:
-    """The Better Auth user with this id or email."""
+    """The Better Auth user with this id or email (any case).
+
+    Raises AmbiguousUserError when several users have the email up to case.
+    """
     query = query.strip()
     if not query:
         return None
     if "@" in query:
-        return users_with_email(query).first()
+        found = list(users_with_email_any_case(query))
+        if len(found) > 1:
+            raise AmbiguousUserError(query, found)
+        return found[0] if found else None
     return BetterAuthUser.objects.filter(pk=query).first()
 
 
 def user_resolve(user: BetterAuthUser | str) -> tuple[str, BetterAuthUser | None]:
     """The owner id for a user, an id or an email, with the user if known.
 
-    An id without a Better Auth user still resolves when conversations carry
+    An id without a Better Auth user still resolves when our tables carry
     it (Better Auth may have deleted the account first). Raises LookupError
-    when nothing matches.
+    when nothing matches, AmbiguousUserError (a LookupError) when several
+    users have the email up to case.
     """
     if isinstance(user, BetterAuthUser):
         return user.id, user
@@ -86,11 +123,14 @@ def user_resolve(user: BetterAuthUser | str) -> tuple[str, BetterAuthUser | None
         return found.id, found
     if "@" in query:
         raise LookupError(f"No Better Auth user has the email {query!r}.")
-    if query and Conversation.objects.filter(owner_id=query).exists():
+    if query and (
+        Conversation.objects.filter(owner_id=query).exists()
+        or IdempotencyKey.objects.filter(owner_id=query).exists()
+    ):
         return query, None
     raise LookupError(
         f"Unknown user {query!r}: no Better Auth user has this id or email, "
-        "and no conversation has it as owner id."
+        "and no conversation or idempotency key has it as owner id."
     )
 
 
@@ -278,11 +318,26 @@ def conversation_transcript(
 
 # Data requests (export_user_data, delete_user_data)
 
+# Every model of ours that stores data about a user, with the lookup from
+# it to the user's id: what export and erasure cover. A guard test fails
+# when a model with a user field, or a relation to one of these, is missing
+# here. Better Auth's own tables are Better Auth's to erase.
+USER_DATA_MODELS: dict[type[Model], str] = {
+    Conversation: "owner_id",
+    Message: "conversation__owner_id",
+    ToolCall: "message__conversation__owner_id",
+    IdempotencyKey: "owner_id",
+}
+
 
 def user_data_export(
     *, owner_id: str, user: BetterAuthUser | None = None
 ) -> dict[str, Any]:
-    """Everything stored for the owner, as JSON-ready data: three queries."""
+    """Everything stored for the owner, as JSON-ready data: four queries.
+
+    Conversations with their messages and tool calls, then the
+    Idempotency-Keys of the last day with the responses their repeats get.
+    """
     conversations = list(
         Conversation.objects.filter(owner_id=owner_id).order_by("created_at", "id")
     )
@@ -320,6 +375,9 @@ def user_data_export(
                 "tool_calls": calls_by_message.get(message.id, []),
             }
         )
+    keys = IdempotencyKey.objects.filter(owner_id=owner_id).order_by(
+        "created_at", "key"
+    )
     return {
         "owner_id": owner_id,
         "user": None
@@ -335,6 +393,17 @@ def user_data_export(
             }
             for conversation in conversations
         ],
+        "idempotency_keys": [
+            {
+                "key": record.key,
+                "created_at": _iso(record.created_at),
+                # sha256 of the request; no response yet while it runs.
+                "request_fingerprint": record.fingerprint,
+                "response_status": record.response_status,
+                "response_body": record.response_body,
+            }
+            for record in keys
+        ],
     }
 
 
@@ -343,31 +412,38 @@ class UserDataCounts:
     conversations: int
     messages: int
     tool_calls: int
+    idempotency_keys: int
 
     def __str__(self) -> str:
         return (
             f"{self.conversations} conversation(s), {self.messages} message(s), "
-            f"{self.tool_calls} tool call(s)"
+            f"{self.tool_calls} tool call(s), "
+            f"{self.idempotency_keys} idempotency key(s)"
         )
 
 
 def user_data_counts(*, owner_id: str) -> UserDataCounts:
     """How many of the owner's rows each of our tables holds."""
+    counts = {
+        model: model._default_manager.filter(**{lookup: owner_id}).count()
+        for model, lookup in USER_DATA_MODELS.items()
+    }
     return UserDataCounts(
-        conversations=Conversation.objects.filter(owner_id=owner_id).count(),
-        messages=Message.objects.filter(conversation__owner_id=owner_id).count(),
-        tool_calls=ToolCall.objects.filter(
-            message__conversation__owner_id=owner_id
-        ).count(),
+        conversations=counts[Conversation],
+        messages=counts[Message],
+        tool_calls=counts[ToolCall],
+        idempotency_keys=counts[IdempotencyKey],
     )
 
 
 def user_data_delete(*, owner_id: str) -> UserDataCounts:
-    """Delete the owner's conversations, messages and tool calls, in one
+    """Delete everything stored for the owner (USER_DATA_MODELS), in one
     transaction; Better Auth's rows stay.
 
     The conversations are locked first, so a chat request writing to one of
-    them waits, then finds it gone. Returns what was deleted.
+    them waits, then finds it gone. The Idempotency-Keys go too: they hold
+    the assistant's replies, which a repeated request would otherwise get
+    back. Returns what was deleted.
     """
     with transaction.atomic():
         locked = list(
@@ -376,10 +452,13 @@ def user_data_delete(*, owner_id: str) -> UserDataCounts:
             .values_list("pk", flat=True)
         )
         _, deleted = Conversation.objects.filter(pk__in=locked).delete()
+        _, deleted_keys = IdempotencyKey.objects.filter(owner_id=owner_id).delete()
+    deleted |= deleted_keys
     return UserDataCounts(
         conversations=deleted.get(Conversation._meta.label, 0),
         messages=deleted.get(Message._meta.label, 0),
         tool_calls=deleted.get(ToolCall._meta.label, 0),
+        idempotency_keys=deleted.get(IdempotencyKey._meta.label, 0),
     )
 
 

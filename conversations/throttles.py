@@ -1,30 +1,24 @@
-"""Per-user rate limits: RATE_LIMIT_CHAT for sending messages,
-RATE_LIMIT_READ for reads. A view names its scope in `throttle_scope`.
+"""Rate limits of the API's views: per user (RATE_LIMIT_CHAT for sending
+messages, RATE_LIMIT_READ for reads) and per client address (for views
+that need no account, such as the schema). A view names its scope in
+`throttle_scope`; the rate is the setting `RATE_LIMIT_<SCOPE>`.
 
-DRF's SimpleRateThrottle keeps a list of timestamps per client and writes
-it back (read, then write): workers serving the same user at once each
-read the old list, so the limit leaks under exactly the parallel load it
-is there for. Here each window is one counter that the cache increments
-atomically (INCR in Redis), so every worker and thread agrees. The price
-of a fixed window: a client can send up to twice the rate across a
-window's boundary.
+The counting is core.ratelimit's: one counter per window, incremented
+atomically by the cache, so every worker agrees.
 """
 
-import hashlib
-import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
+
+from core import ratelimit
 
 if TYPE_CHECKING:
     # Not at run time: DRF imports this module while importing its views.
     from rest_framework.views import APIView
-
-logger = logging.getLogger(__name__)
 
 
 class UserRateThrottle(SimpleRateThrottle):
@@ -32,8 +26,10 @@ class UserRateThrottle(SimpleRateThrottle):
 
     def __init__(self) -> None:
         # The scope, so the rate, is the view's: known in allow_request.
-        self.window_end = 0.0
-        self.now = 0.0
+        self.window: ratelimit.Window | None = None
+
+    def timer(self) -> float:
+        return ratelimit.timer()
 
     def get_rate(self) -> str | None:
         rate: str = getattr(settings, f"RATE_LIMIT_{(self.scope or '').upper()}")
@@ -44,7 +40,7 @@ class UserRateThrottle(SimpleRateThrottle):
         if not user_id:
             return None
         # Hashed: a Better Auth id is any text, a cache key is not.
-        ident = hashlib.sha256(str(user_id).encode()).hexdigest()[:32]
+        ident = ratelimit.client_key(str(user_id))
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request: Request, view: "APIView") -> bool:
@@ -55,23 +51,24 @@ class UserRateThrottle(SimpleRateThrottle):
         self.rate = self.get_rate()
         if self.rate is None:
             return True
-        limit, duration = self.parse_rate(self.rate)
         key = self.get_cache_key(request, view)
-        if key is None or limit is None or duration is None:
+        if key is None:
             return True
-
-        self.now = self.timer()
-        window = int(self.now // duration)
-        self.window_end = (window + 1) * duration
-        key = f"{key}:{window}"
-        try:
-            self.cache.add(key, 0, timeout=duration + 1)
-            count = self.cache.incr(key)
-        except (RedisError, ValueError) as exc:
-            # Fail open: an unavailable cache must not take the API down.
-            logger.warning("Rate limit not applied, cache unavailable: %r", exc)
-            return True
-        return count <= limit
+        self.window = ratelimit.current_window(key, self.rate, now=self.timer())
+        count = ratelimit.window_hit(self.window)
+        return count <= self.window.limit
 
     def wait(self) -> float:
-        return max(self.window_end - self.now, 1.0)
+        return self.window.wait if self.window is not None else 1.0
+
+
+class AddressRateThrottle(UserRateThrottle):
+    """Per client address, as DRF's `get_ident` gives it: REMOTE_ADDR, or
+    the X-Forwarded-For entry of the outermost trusted proxy when
+    DJANGO_NUM_PROXIES is set (REST_FRAMEWORK["NUM_PROXIES"])."""
+
+    cache_format = "throttle:%(scope)s:address:%(ident)s"
+
+    def get_cache_key(self, request: Request, view: "APIView") -> str | None:
+        ident = ratelimit.client_key(self.get_ident(request))
+        return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -60,7 +60,9 @@ class AgentBackend(Protocol):
         """Answer `message` from user `user_id`.
 
         `history` holds the previous messages of the conversation, oldest
-        first (at most AGENT_CONTEXT_MESSAGES), not including `message`.
+        first (at most AGENT_CONTEXT_MESSAGES, and at most
+        AGENT_CONTEXT_MAX_CHARS characters of content: the newest whole
+        messages that fit), not including `message`.
         Raise `agent.exceptions.AgentError` when no answer can be given.
         The caller enforces AGENT_TIMEOUT_SECONDS.
         """

@@ -3,6 +3,7 @@
 import datetime as dt
 from urllib.parse import quote
 
+from django.db import connection
 from django.utils import timezone
 
 import factory
@@ -35,6 +36,27 @@ class BetterAuthSessionFactory(DjangoModelFactory):
             expires_at=factory.LazyFunction(
                 lambda: timezone.now() - dt.timedelta(seconds=1)
             )
+        )
+
+
+def better_auth_date(moment: dt.datetime) -> str:
+    """A date as Better Auth writes it: JavaScript's toISOString()
+    (`2026-12-06T10:00:00.000Z`). Its SQLite adapter stores that text as is
+    (@better-auth/core's adapter factory, supportsDates false); PostgreSQL
+    parses it into timestamptz."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def expire_as_better_auth_writes_it(
+    session: BetterAuthSession, expires_at: dt.datetime
+) -> None:
+    """Sets the session's `expiresAt` to Better Auth's text for the moment,
+    not Django's (`2026-12-06 10:00:00.000000` on SQLite)."""
+    table = connection.ops.quote_name(BetterAuthSession._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE {table} SET "expiresAt" = %s WHERE id = %s',  # noqa: S608
+            [better_auth_date(expires_at), session.id],
         )
 
 

@@ -21,7 +21,11 @@ from better_auth.authentication import (
     verified_token,
 )
 from better_auth.models import BetterAuthSession, BetterAuthUser
-from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
+from better_auth.tests.factories import (
+    BetterAuthSessionFactory,
+    BetterAuthUserFactory,
+    expire_as_better_auth_writes_it,
+)
 
 TOKEN = "Xq3wM9vTz1LkP8sRb2NcY7hJd4FgA6eU"
 
@@ -244,6 +248,49 @@ def test_authenticate_token_session_expiring_soon_succeeds() -> None:
     api_user, _ = BetterAuthSessionAuthentication().authenticate_token(session.token)
 
     assert api_user.id == session.user_id
+
+
+@pytest.mark.django_db
+def test_authenticate_token_session_expired_today_as_better_auth_writes_it_fails(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    """`2026-12-06T00:00:00.000Z` is expired at any later time that day.
+
+    On SQLite the dates are text, and compared as text "T" sorts after the
+    space of Django's `2026-12-06 10:00:00`: compared as time, not as text.
+    Midnight UTC today is always past and always on today's date.
+    """
+    session = BetterAuthSessionFactory.create()
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    expire_as_better_auth_writes_it(session, midnight)
+
+    with (
+        django_assert_num_queries(1),
+        pytest.raises(AuthenticationFailed, match="Invalid or expired session"),
+    ):
+        BetterAuthSessionAuthentication().authenticate_token(session.token)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("delta", [dt.timedelta(seconds=2), dt.timedelta(days=3)])
+def test_authenticate_token_unexpired_as_better_auth_writes_it_succeeds(
+    delta: dt.timedelta,
+) -> None:
+    session = BetterAuthSessionFactory.create()
+    expire_as_better_auth_writes_it(session, timezone.now() + delta)
+
+    api_user, _ = BetterAuthSessionAuthentication().authenticate_token(session.token)
+
+    assert api_user.id == session.user_id
+
+
+@pytest.mark.django_db
+def test_authenticate_token_expired_yesterday_as_better_auth_writes_it_fails() -> None:
+    session = BetterAuthSessionFactory.create()
+    expire_as_better_auth_writes_it(session, timezone.now() - dt.timedelta(days=1))
+
+    with pytest.raises(AuthenticationFailed):
+        BetterAuthSessionAuthentication().authenticate_token(session.token)
 
 
 @pytest.mark.django_db

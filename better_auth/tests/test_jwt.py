@@ -1,20 +1,25 @@
 """Stateless JWT mode (better_auth.jwt) with keys made here.
 
 The JWKS endpoint is a real HTTP server on 127.0.0.1; the table mode reads
-a real table. Only the cache's clock is moved, instead of waiting.
+a real table. Only the cache's clock and the wall clock key expiry is read
+against are moved, instead of waiting.
 """
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from django.db import connection
@@ -23,8 +28,10 @@ from django.urls import reverse
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.utils import base64url_encode
 from pytest_django import DjangoAssertNumQueries, Settings
@@ -36,6 +43,7 @@ from better_auth import jwt as jwt_mode
 from better_auth.authentication import ApiUser, Credential
 from better_auth.jwt import (
     MAX_JWKS_BYTES,
+    MAX_JWT_LENGTH,
     REFETCH_MIN_SECONDS,
     RETRY_AFTER_FAILURE_SECONDS,
     BetterAuthJWTAuthentication,
@@ -43,7 +51,11 @@ from better_auth.jwt import (
     jwks_cache_clear,
     jwt_header,
 )
-from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
+from better_auth.tests.factories import (
+    BetterAuthSessionFactory,
+    better_auth_date,
+    signed_token,
+)
 from conversations.models import Conversation
 
 pytestmark = pytest.mark.django_db
@@ -115,6 +127,10 @@ class JWKSServer:
     status: int = 200
     requests: int = 0
     url: str = ""
+    # Answer 302 to this path instead of the keys.
+    redirect_to: str | None = None
+    # Seconds between the bytes of the answer: a trickling endpoint.
+    byte_delay: float = 0.0
 
     def publish(self, *keys: SigningKey) -> None:
         self.keys = [key.public_jwk for key in keys]
@@ -122,23 +138,56 @@ class JWKSServer:
 
 @pytest.fixture
 def jwks_server() -> Iterator[JWKSServer]:
+    with serve_jwks() as state:
+        yield state
+
+
+@contextlib.contextmanager
+def serve_jwks(tls: ssl.SSLContext | None = None) -> Iterator[JWKSServer]:
+    """A JWKS endpoint on 127.0.0.1, over TLS with `tls`."""
     state = JWKSServer()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.requests += 1
+            if state.redirect_to is not None and self.path != state.redirect_to:
+                self.send_response(302)
+                self.send_header("Location", state.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = json.dumps({"keys": state.keys}).encode()
+            if state.byte_delay:
+                self.trickle(body)
+                return
             self.send_response(state.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
+        def trickle(self, body: bytes) -> None:
+            """The whole answer, status line first, a byte at a time."""
+            head = (
+                f"HTTP/1.0 {state.status} OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            try:
+                for byte in head.encode() + body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(state.byte_delay)
+            except OSError:
+                pass  # the client gave up
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/api/auth/jwks"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "http" if tls is None else "https"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/api/auth/jwks"
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
@@ -167,6 +216,14 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     jwks_cache_clear()
     yield clock
     jwks_cache_clear()
+
+
+@pytest.fixture
+def wall_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The wall clock key expiry is read against, starting at the real time."""
+    clock = Clock(now=time.time())
+    monkeypatch.setattr(jwt_mode, "_time", clock)
+    return clock
 
 
 @pytest.fixture
@@ -225,6 +282,46 @@ def test_jwt_header_decodes_a_jwt(key: SigningKey) -> None:
 )
 def test_jwt_header_is_none_for_anything_else(value: str) -> None:
     assert jwt_header(value) is None
+
+
+def nested_header_token(depth: int) -> str:
+    """A JWT-shaped value whose header nests `depth` JSON arrays."""
+    header = '{"alg":"EdDSA","kid":"k","x":' + "[" * depth + "]" * depth + "}"
+    segment = base64url_encode(header.encode()).decode()
+    return f"{segment}.eyJzdWIiOiJ4In0.c2ln"
+
+
+def test_jwt_header_is_none_for_a_header_nested_past_the_recursion_limit() -> None:
+    token = nested_header_token(5000)
+    assert len(token) < MAX_JWT_LENGTH
+
+    assert jwt_header(token) is None
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_deeply_nested_jwt_header_is_401_not_500() -> None:
+    client = jwt_client(nested_header_token(5000))
+
+    response = client.get(reverse("conversations:conversation-latest", args=[USER_ID]))
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_any_error_of_the_decoder_is_a_refusal(
+    key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the decoder raises beyond PyJWTError (a future PyJWT, an
+    input it does not foresee) is 401, not 500."""
+
+    def decode(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(jwt_mode.jwt, "decode", decode)
+
+    assert_refused(key.sign())
 
 
 # Mode off, and values left to the session class
@@ -615,6 +712,170 @@ def test_jwks_down_after_the_ttl_keeps_the_cached_keys(
 
 
 @pytest.mark.usefixtures("url_mode")
+def test_jwks_down_longer_than_the_max_staleness_is_503(
+    settings: Settings, key: SigningKey, jwks_server: JWKSServer, clock: Clock
+) -> None:
+    """A key the frontend withdrew must not outlive its endpoint's outage."""
+    settings.BETTER_AUTH_JWKS_CACHE_SECONDS = 60
+    settings.BETTER_AUTH_JWKS_MAX_STALE_SECONDS = 100
+    authenticate(key.sign())
+    jwks_server.status = 500
+    clock.advance(159)
+    assert authenticate(key.sign()) == ANN
+
+    clock.advance(1)
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+    jwks_server.status = 200
+    clock.advance(RETRY_AFTER_FAILURE_SECONDS)
+    assert authenticate(key.sign()) == ANN
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_jwks_redirect_is_not_followed(
+    key: SigningKey, jwks_server: JWKSServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks_server.redirect_to = "/elsewhere/jwks"
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+
+    assert jwks_server.requests == 1
+    assert "HTTP 302" in caplog.text
+
+
+@pytest.mark.usefixtures("url_mode")
+def test_a_trickling_jwks_endpoint_is_cut_at_the_deadline(
+    key: SigningKey, jwks_server: JWKSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each byte comes well within any per-read timeout, the whole answer
+    in seconds: the deadline is for the whole fetch, headers included."""
+    monkeypatch.setattr(jwt_mode, "FETCH_DEADLINE_SECONDS", 0.5)
+    jwks_server.byte_delay = 0.03  # several seconds for the whole answer
+    started = time.monotonic()
+
+    with pytest.raises(JWKSUnavailable):
+        authenticate(key.sign())
+
+    assert time.monotonic() - started < 1.5
+
+
+@dataclass
+class TLSFiles:
+    server: ssl.SSLContext
+    ca_file: str
+
+
+def self_signed_ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TLSFiles:
+    """A test CA, and a server certificate it issued for 127.0.0.1."""
+    ca, ca_key = self_signed_ca("JWKS test CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jwks")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (tmp_path / "server.pem").write_bytes(
+        certificate.public_bytes(pem)
+        + key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "server.pem")
+    return TLSFiles(server=server, ca_file=str(tmp_path / "ca.pem"))
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_a_jwks_over_https_needs_a_certificate_the_system_trusts(
+    settings: Settings,
+    key: SigningKey,
+    tls_files: TLSFiles,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    trusted: bool,
+) -> None:
+    """The system's trust store decides: here OpenSSL's SSL_CERT_FILE, set to
+    the test CA or to another one."""
+    other_ca, _ = self_signed_ca("another CA")
+    other_file = Path(tls_files.ca_file).with_name("other.pem")
+    other_file.write_bytes(other_ca.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setenv(
+        "SSL_CERT_FILE", tls_files.ca_file if trusted else str(other_file)
+    )
+    with serve_jwks(tls_files.server) as server:
+        server.publish(key)
+        settings.BETTER_AUTH_JWKS_URL = server.url
+        settings.BETTER_AUTH_JWT_ISSUER = ISSUER
+        settings.BETTER_AUTH_JWT_AUDIENCE = AUDIENCE
+
+        if trusted:
+            assert authenticate(key.sign()) == ANN
+        else:
+            with pytest.raises(JWKSUnavailable):
+                authenticate(key.sign())
+            assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+
+
+@pytest.mark.usefixtures("url_mode")
 def test_a_jwks_that_is_not_a_key_set_is_503(
     key: SigningKey, jwks_server: JWKSServer
 ) -> None:
@@ -655,12 +916,18 @@ def test_a_jwks_url_that_is_not_http_is_503(
 
 @pytest.fixture
 def jwks_table(settings: Settings) -> str:
-    """A table shaped like the JWT plugin's `jwks`, and JWT mode reading it."""
+    """A table shaped like the JWT plugin's `jwks`, and JWT mode reading it.
+
+    Its dates are typed as Better Auth 1.7's migrations type them: `date` on
+    SQLite (which the driver's converters read as a date), `timestamptz` on
+    PostgreSQL (better-auth/dist/db/get-migration.mjs).
+    """
+    date = "timestamptz" if connection.vendor == "postgresql" else "date"
     with connection.cursor() as cursor:
         cursor.execute(
             f'CREATE TABLE "{TABLE}" (id TEXT PRIMARY KEY, "publicKey" TEXT NOT NULL,'
-            ' "privateKey" TEXT NOT NULL, "createdAt" TIMESTAMP NOT NULL,'
-            ' "expiresAt" TIMESTAMP NULL, alg TEXT NULL, crv TEXT NULL)'
+            f' "privateKey" TEXT NOT NULL, "createdAt" {date} NOT NULL,'
+            f' "expiresAt" {date} NULL, alg TEXT NULL, crv TEXT NULL)'
         )
     settings.BETTER_AUTH_JWKS_TABLE = TABLE
     settings.BETTER_AUTH_JWT_ISSUER = ISSUER
@@ -668,14 +935,25 @@ def jwks_table(settings: Settings) -> str:
     return TABLE
 
 
-def store_key(table: str, key: SigningKey) -> None:
+def store_key(
+    table: str, key: SigningKey, *, expires_at: dt.datetime | str | None = None
+) -> None:
     """A row as the plugin writes it: publicKey has neither kid nor alg."""
     public = {n: v for n, v in key.public_jwk.items() if n not in ("kid", "alg")}
+    if isinstance(expires_at, dt.datetime):
+        expires_at = better_auth_date(expires_at)
     with connection.cursor() as cursor:
         cursor.execute(
-            f'INSERT INTO "{table}" (id, "publicKey", "privateKey", "createdAt", alg)'  # noqa: S608
-            " VALUES (%s, %s, %s, CURRENT_TIMESTAMP, %s)",
-            [key.kid, json.dumps(public), '{"encrypted": "..."}', key.alg],
+            f'INSERT INTO "{table}" (id, "publicKey", "privateKey", "createdAt",'  # noqa: S608
+            ' "expiresAt", alg) VALUES (%s, %s, %s, %s, %s, %s)',
+            [
+                key.kid,
+                json.dumps(public),
+                '{"encrypted": "..."}',
+                better_auth_date(dt.datetime.now(dt.UTC)),
+                expires_at,
+                key.alg,
+            ],
         )
 
 
@@ -709,7 +987,9 @@ def test_table_mode_caches_the_keys(
     with CaptureQueriesContext(connection) as first:
         authenticate(key.sign())
     reads = [q["sql"] for q in first.captured_queries if "SELECT" in q["sql"]]
-    assert reads == [f'SELECT id, "publicKey" FROM "{jwks_table}"']  # noqa: S608
+    assert reads == [
+        f'SELECT id, "publicKey", CAST("expiresAt" AS TEXT) FROM "{jwks_table}"'  # noqa: S608
+    ]
 
     with django_assert_num_queries(0):
         result = authenticate(key.sign())
@@ -727,6 +1007,78 @@ def test_table_mode_finds_a_new_key_by_its_kid(
     clock.advance(REFETCH_MIN_SECONDS)
 
     assert authenticate(rotated.sign()) == ANN
+
+
+def ago(**delta: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(**delta)
+
+
+def test_table_mode_refuses_a_key_past_its_expiry_and_the_grace_period(
+    jwks_table: str, key: SigningKey
+) -> None:
+    """The plugin's default grace period is 30 days: its JWKS endpoint no
+    longer publishes the key, and the table mode no longer trusts it."""
+    store_key(jwks_table, key, expires_at=ago(days=30, minutes=1))
+
+    assert_refused(key.sign())
+
+
+def test_table_mode_accepts_a_retired_key_within_the_grace_period(
+    jwks_table: str, key: SigningKey
+) -> None:
+    store_key(jwks_table, key, expires_at=ago(days=29, hours=23))
+
+    assert authenticate(key.sign()) == ANN
+
+
+def test_table_mode_grace_period_is_the_setting(
+    settings: Settings, jwks_table: str, key: SigningKey
+) -> None:
+    settings.BETTER_AUTH_JWKS_GRACE_SECONDS = 60
+    kept = make_key("EdDSA")
+    store_key(jwks_table, key, expires_at=ago(seconds=61))
+    store_key(jwks_table, kept, expires_at=ago(seconds=50))
+
+    assert_refused(key.sign())
+    assert authenticate(kept.sign()) == ANN
+
+
+def test_table_mode_a_cached_key_stops_verifying_at_its_end(
+    settings: Settings,
+    jwks_table: str,
+    key: SigningKey,
+    wall_clock: Clock,
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    """The end is checked on each use, not only when the keys are read."""
+    settings.BETTER_AUTH_JWKS_GRACE_SECONDS = 60
+    store_key(jwks_table, key, expires_at=ago(seconds=30))
+    assert authenticate(key.sign()) == ANN
+
+    wall_clock.advance(31)
+
+    with django_assert_num_queries(0):
+        assert_refused(key.sign())
+
+
+def test_table_mode_without_expiry_keeps_the_key(
+    jwks_table: str, key: SigningKey, wall_clock: Clock
+) -> None:
+    store_key(jwks_table, key, expires_at=None)
+    wall_clock.advance(10 * 365 * 86400)
+
+    assert authenticate(key.sign()) == ANN
+
+
+def test_table_mode_refuses_a_key_whose_expiry_is_unreadable(
+    jwks_table: str, key: SigningKey
+) -> None:
+    """Fails closed. SQLite only: PostgreSQL's timestamptz holds no such text."""
+    if connection.vendor != "sqlite":
+        pytest.skip("only SQLite stores a date as any text")
+    store_key(jwks_table, key, expires_at="next tuesday")
+
+    assert_refused(key.sign())
 
 
 def test_table_mode_refuses_a_key_not_in_the_table(

@@ -16,6 +16,13 @@ def env_example_names() -> list[str]:
     return re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, re.MULTILINE)
 
 
+def env_example_values() -> dict[str, str]:
+    """The variables `.env.example` sets (not commented out), with their
+    values: what a `.env` copied from it holds."""
+    example = (ROOT / ".env.example").read_text()
+    return dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", example, re.MULTILINE))
+
+
 def run_python(
     args: list[str], **variables: str | None
 ) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS = re.compile(
-    r"""(?:env_(?:str|bool|int|float|list)|_required_secret|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)\""""
+    r"""(?:env_[a-z_]+|_required_secret|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]+)\""""
 )
 
 

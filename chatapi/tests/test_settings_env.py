@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chatapi.tests.environment import ROOT, run_python
+from chatapi.tests.environment import ROOT, env_example_values, run_python
 
 pytestmark = pytest.mark.slow  # a fresh interpreter per test
 
@@ -36,6 +36,7 @@ print(json.dumps({
     "AGENT_TIMEOUT_SECONDS": settings.AGENT_TIMEOUT_SECONDS,
     "AGENT_STUB_STREAM_DELAY_SECONDS": settings.AGENT_STUB_STREAM_DELAY_SECONDS,
     "AGENT_CONTEXT_MESSAGES": settings.AGENT_CONTEXT_MESSAGES,
+    "AGENT_CONTEXT_MAX_CHARS": settings.AGENT_CONTEXT_MAX_CHARS,
     "CHAT_MAX_MESSAGE_CHARS": settings.CHAT_MAX_MESSAGE_CHARS,
     "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
     "BETTER_AUTH_SESSION_TABLE": settings.BETTER_AUTH_SESSION_TABLE,
@@ -47,12 +48,17 @@ print(json.dumps({
     "CORS_ALLOWED_ORIGINS": settings.CORS_ALLOWED_ORIGINS,
     "RATE_LIMIT_CHAT": settings.RATE_LIMIT_CHAT,
     "RATE_LIMIT_READ": settings.RATE_LIMIT_READ,
+    "RATE_LIMIT_AUTH_FAILURES": settings.RATE_LIMIT_AUTH_FAILURES,
+    "RATE_LIMIT_ADMIN_LOGIN": settings.RATE_LIMIT_ADMIN_LOGIN,
+    "RATE_LIMIT_SCHEMA": settings.RATE_LIMIT_SCHEMA,
+    "NUM_PROXIES": settings.REST_FRAMEWORK["NUM_PROXIES"],
     "CACHE_BACKEND": settings.CACHES["default"]["BACKEND"],
     "CACHE_LOCATION": settings.CACHES["default"].get("LOCATION", ""),
     "SESSION_COOKIE_SECURE": settings.SESSION_COOKIE_SECURE,
     "CSRF_COOKIE_SECURE": settings.CSRF_COOKIE_SECURE,
     "SECURE_HSTS_SECONDS": settings.SECURE_HSTS_SECONDS,
     "DB_OPTIONS": settings.DATABASES["default"].get("OPTIONS", {}),
+    "BETTER_AUTH_JWKS_URL": settings.BETTER_AUTH_JWKS_URL,
 }))
 """
 
@@ -114,6 +120,50 @@ def test_settings_debug_without_secrets_start_with_dev_values() -> None:
     assert values["DEBUG"] is True
     assert values["SECRET_KEY"]
     assert values["BETTER_AUTH_SECRET"]
+
+
+@pytest.mark.parametrize("name", ["DJANGO_SECRET_KEY", "BETTER_AUTH_SECRET"])
+def test_settings_refuse_the_placeholder_secrets_of_env_example(name: str) -> None:
+    placeholder = env_example_values()[name]
+
+    message = improperly_configured(**{**SECRETS, name: placeholder})
+
+    assert name in message
+    assert placeholder not in message
+
+
+def test_settings_env_example_copied_as_is_refuses_to_start() -> None:
+    values = env_example_values()
+    assert values["DJANGO_DEBUG"] == "0"
+
+    message = improperly_configured(**values)
+
+    assert "DJANGO_SECRET_KEY" in message
+
+
+def test_settings_env_example_with_debug_on_starts_for_local_work() -> None:
+    """`make run` with a .env copied from .env.example: DJANGO_DEBUG=1."""
+    example = env_example_values()
+
+    values = loaded(**{**example, "DJANGO_DEBUG": "1"})
+
+    assert values["SECRET_KEY"] == example["DJANGO_SECRET_KEY"]
+    assert values["BETTER_AUTH_SECRET"] == example["BETTER_AUTH_SECRET"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DJANGO_SECRET_KEY", "Change-Me-later"),
+        ("DJANGO_SECRET_KEY", "django-insecure-q8#v!s0m3th1ng-from-startproject"),
+        # Better Auth's built-in default, which Better Auth refuses in production.
+        ("BETTER_AUTH_SECRET", "better-auth-secret-12345678901234567890"),
+    ],
+)
+def test_settings_refuse_publicly_known_secrets(name: str, value: str) -> None:
+    message = improperly_configured(**{**SECRETS, name: value})
+
+    assert name in message
 
 
 def test_settings_debug_not_a_boolean_refuses_to_start() -> None:
@@ -178,6 +228,23 @@ def test_settings_empty_values_give_contract_defaults() -> None:
     assert values["CHAT_MAX_MESSAGE_CHARS"] == 32000
 
 
+def test_settings_agent_context_max_chars_defaults_to_64000() -> None:
+    assert loaded(**SECRETS)["AGENT_CONTEXT_MAX_CHARS"] == 64000
+    assert (
+        loaded(AGENT_CONTEXT_MAX_CHARS="", **SECRETS)["AGENT_CONTEXT_MAX_CHARS"]
+        == 64000
+    )
+
+
+def test_settings_agent_context_max_chars_read_from_the_environment() -> None:
+    values = loaded(AGENT_CONTEXT_MAX_CHARS="1000", **SECRETS)
+
+    assert values["AGENT_CONTEXT_MAX_CHARS"] == 1000
+    assert "AGENT_CONTEXT_MAX_CHARS" in improperly_configured(
+        AGENT_CONTEXT_MAX_CHARS="-1", **SECRETS
+    )
+
+
 def test_settings_without_database_url_use_sqlite() -> None:
     dotenv = ROOT / ".env"
     if dotenv.exists() and re.search(
@@ -220,13 +287,31 @@ def test_settings_rate_limits_default_to_generous_per_minute_values() -> None:
 
     assert values["RATE_LIMIT_CHAT"] == "60/minute"
     assert values["RATE_LIMIT_READ"] == "600/minute"
+    assert values["RATE_LIMIT_AUTH_FAILURES"] == "30/minute"
+    assert values["RATE_LIMIT_ADMIN_LOGIN"] == "10/hour"
+    assert values["RATE_LIMIT_SCHEMA"] == "60/minute"
+
+
+def test_settings_client_address_is_remote_addr_unless_proxies_are_set() -> None:
+    assert loaded(**SECRETS)["NUM_PROXIES"] == 0
+    assert loaded(DJANGO_NUM_PROXIES="2", **SECRETS)["NUM_PROXIES"] == 2
 
 
 def test_settings_rate_limits_read_from_the_environment() -> None:
-    values = loaded(RATE_LIMIT_CHAT="5/Second", RATE_LIMIT_READ="OFF", **SECRETS)
+    values = loaded(
+        RATE_LIMIT_CHAT="5/Second",
+        RATE_LIMIT_READ="OFF",
+        RATE_LIMIT_AUTH_FAILURES="7/hour",
+        RATE_LIMIT_ADMIN_LOGIN="3/day",
+        RATE_LIMIT_SCHEMA="off",
+        **SECRETS,
+    )
 
     assert values["RATE_LIMIT_CHAT"] == "5/second"
     assert values["RATE_LIMIT_READ"] == "off"
+    assert values["RATE_LIMIT_AUTH_FAILURES"] == "7/hour"
+    assert values["RATE_LIMIT_ADMIN_LOGIN"] == "3/day"
+    assert values["RATE_LIMIT_SCHEMA"] == "off"
 
 
 @pytest.mark.parametrize("rate", ["abc", "10", "0/minute", "10/fortnight", "-1/s"])
@@ -310,6 +395,46 @@ def test_settings_jwt_mode_requires_issuer_and_audience(
     )
 
     assert "BETTER_AUTH_JWT_AUDIENCE" in message
+
+
+JWT_MODE = {
+    "BETTER_AUTH_JWT_ISSUER": "https://app.example.com",
+    "BETTER_AUTH_JWT_AUDIENCE": "https://app.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://app.example.com/api/auth/jwks", "file:///srv/jwks.json"],
+)
+def test_settings_jwks_url_must_be_https(url: str) -> None:
+    message = improperly_configured(BETTER_AUTH_JWKS_URL=url, **JWT_MODE, **SECRETS)
+
+    assert "BETTER_AUTH_JWKS_URL" in message
+    assert "https://" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://app.example.com/api/auth/jwks",
+        "http://localhost:3000/api/auth/jwks",
+        "http://127.0.0.1:3000/api/auth/jwks",
+        "http://[::1]:3000/api/auth/jwks",
+    ],
+)
+def test_settings_jwks_url_over_https_or_to_loopback_is_accepted(url: str) -> None:
+    values = loaded(BETTER_AUTH_JWKS_URL=url, **JWT_MODE, **SECRETS)
+
+    assert values["BETTER_AUTH_JWKS_URL"] == url
+
+
+def test_settings_jwks_url_over_http_is_accepted_with_debug_on() -> None:
+    url = "http://frontend:3000/api/auth/jwks"
+
+    values = loaded(DJANGO_DEBUG="1", BETTER_AUTH_JWKS_URL=url, **JWT_MODE)
+
+    assert values["BETTER_AUTH_JWKS_URL"] == url
 
 
 PG_URL = "postgres://app@db.example.com:5432/chat"

@@ -1,9 +1,11 @@
 from typing import Any
 
+from django.utils import timezone
+
 import factory
 from factory.django import DjangoModelFactory
 
-from conversations.models import Conversation, Message, ToolCall
+from conversations.models import Conversation, IdempotencyKey, Message, ToolCall
 
 
 class ConversationFactory(DjangoModelFactory):
@@ -49,6 +51,20 @@ class ToolCallFactory(DjangoModelFactory):
     parameters = factory.LazyFunction(lambda: {"title": "buy milk"})
     result = factory.LazyFunction(lambda: {"task_id": "1"})
     status = ToolCall.Status.SUCCESS
+
+
+class IdempotencyKeyFactory(DjangoModelFactory):
+    """A finished Idempotency-Key: its repeats get the stored response."""
+
+    class Meta:
+        model = IdempotencyKey
+
+    owner_id = factory.Faker("pystr", min_chars=24, max_chars=24)
+    key = factory.Faker("uuid4")
+    fingerprint = factory.Faker("sha256")
+    created_at = factory.LazyFunction(timezone.now)
+    response_status = 200
+    response_body = factory.LazyFunction(lambda: {"response": "Added “tea”."})
 
 
 def conversation_with_messages(owner_id: str, count: int) -> Conversation:

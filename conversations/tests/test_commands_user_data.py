@@ -1,21 +1,29 @@
 """Data requests: export_user_data and delete_user_data, for one user found
-by id or email; unknown users fail with a clear error and change nothing."""
+by id or email; unknown users, and emails several users share up to case,
+fail with a clear error and change nothing."""
 
+import datetime as dt
 import json
 import os
 import stat
 from io import StringIO
 from pathlib import Path
 
+from django.apps import apps
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db.models import Field, ForeignObjectRel, Model
+from django.utils import timezone
 
 import pytest
 
 from better_auth.models import BetterAuthSession, BetterAuthUser
 from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
-from conversations.models import Conversation, Message, ToolCall
+from conversations.models import Conversation, IdempotencyKey, Message, ToolCall
+from conversations.support import USER_DATA_MODELS
 from conversations.tests.factories import (
     ConversationFactory,
+    IdempotencyKeyFactory,
     MessageFactory,
     ToolCallFactory,
 )
@@ -46,9 +54,12 @@ def user_with_data() -> tuple[BetterAuthUser, list[Conversation]]:
 
 
 def someone_else() -> ToolCall:
-    return ToolCallFactory.create(
+    """Another user's conversation with a tool call, and Idempotency-Key."""
+    call = ToolCallFactory.create(
         message__conversation__owner_id=BetterAuthUserFactory.create().id
     )
+    IdempotencyKeyFactory.create(owner_id=call.message.conversation.owner_id)
+    return call
 
 
 def run(*args: str) -> str:
@@ -70,6 +81,7 @@ def table_counts() -> tuple[int, ...]:
         Conversation.objects.count(),
         Message.objects.count(),
         ToolCall.objects.count(),
+        IdempotencyKey.objects.count(),
         BetterAuthUser.objects.count(),
         BetterAuthSession.objects.count(),
     )
@@ -104,6 +116,40 @@ def test_export_has_every_conversation_message_and_tool_call_in_order() -> None:
     assert [m["content"] for m in data["conversations"][1]["messages"]] == ["hello"]
 
 
+def test_export_has_the_users_idempotency_keys_with_their_responses() -> None:
+    user, _ = user_with_data()
+    someone_else()
+    older = IdempotencyKeyFactory.create(
+        owner_id=user.id,
+        key="k-1",
+        created_at=timezone.now() - dt.timedelta(hours=1),
+        response_status=502,
+        response_body={"detail": "The assistant failed.", "code": "agent_error"},
+    )
+    running = IdempotencyKeyFactory.create(
+        owner_id=user.id, key="k-2", response_status=None, response_body=None
+    )
+
+    data = json.loads(run("export_user_data", user.id))
+
+    assert data["idempotency_keys"] == [
+        {
+            "key": "k-1",
+            "created_at": older.created_at.isoformat().replace("+00:00", "Z"),
+            "request_fingerprint": older.fingerprint,
+            "response_status": 502,
+            "response_body": {"detail": "The assistant failed.", "code": "agent_error"},
+        },
+        {
+            "key": "k-2",
+            "created_at": running.created_at.isoformat().replace("+00:00", "Z"),
+            "request_fingerprint": running.fingerprint,
+            "response_status": None,
+            "response_body": None,
+        },
+    ]
+
+
 def test_export_by_email_equals_export_by_id() -> None:
     user, _ = user_with_data()
 
@@ -122,6 +168,7 @@ def test_export_of_a_user_without_data_is_empty() -> None:
     data = json.loads(run("export_user_data", user.email))
 
     assert data["conversations"] == []
+    assert data["idempotency_keys"] == []
     assert data["user"]["id"] == user.id
 
 
@@ -172,12 +219,15 @@ def test_export_of_an_unknown_user_fails_clearly(user: str) -> None:
 
 def test_delete_dry_run_prints_what_would_go_and_deletes_nothing() -> None:
     user, (first, second) = user_with_data()
+    IdempotencyKeyFactory.create(owner_id=user.id)
     before = table_counts()
 
     out = run("delete_user_data", user.email, "--dry-run")
 
     assert f"Would delete for user {user.id} <{user.email}>" in out
-    assert "2 conversation(s), 3 message(s), 1 tool call(s)" in out
+    assert (
+        "2 conversation(s), 3 message(s), 1 tool call(s), 1 idempotency key(s)" in out
+    )
     assert str(first.id) in out
     assert str(second.id) in out
     assert table_counts() == before
@@ -196,15 +246,21 @@ def test_delete_without_confirmation_fails_and_deletes_nothing() -> None:
 
 def test_delete_removes_the_users_data_only() -> None:
     user, _ = user_with_data()
+    IdempotencyKeyFactory.create(owner_id=user.id)
     other = someone_else()
 
     out = run("delete_user_data", user.id, "--yes")
 
-    assert "2 conversation(s), 3 message(s), 1 tool call(s)" in out
+    assert (
+        "2 conversation(s), 3 message(s), 1 tool call(s), 1 idempotency key(s)" in out
+    )
     assert not Conversation.objects.filter(owner_id=user.id).exists()
     assert not Message.objects.filter(conversation__owner_id=user.id).exists()
     assert list(ToolCall.objects.all()) == [other]
     assert Message.objects.count() == 1
+    assert list(IdempotencyKey.objects.values_list("owner_id", flat=True)) == [
+        other.message.conversation.owner_id
+    ]
     # Better Auth's rows are not ours to delete.
     assert BetterAuthUser.objects.filter(pk=user.id).exists()
     assert BetterAuthSession.objects.filter(user_id=user.id).count() == 1
@@ -225,6 +281,21 @@ def test_delete_of_an_id_whose_better_auth_user_is_gone() -> None:
 
     assert "1 conversation(s), 1 message(s), 0 tool call(s)" in out
     assert not Conversation.objects.exists()
+
+
+def test_delete_of_an_id_only_idempotency_keys_carry() -> None:
+    """Better Auth deleted the account and the user had deleted their
+    conversations (DELETE /conversations): their keys still hold replies."""
+    IdempotencyKeyFactory.create(owner_id="deleted-account")
+    someone_else()
+
+    out = run("delete_user_data", "deleted-account", "--yes")
+
+    assert "0 conversation(s), 0 message(s), 0 tool call(s), 1 idempotency key(s)" in (
+        out
+    )
+    assert not IdempotencyKey.objects.filter(owner_id="deleted-account").exists()
+    assert IdempotencyKey.objects.count() == 1
 
 
 def test_delete_of_a_user_without_data_deletes_nothing() -> None:
@@ -277,5 +348,138 @@ def test_export_then_delete_round_trip_leaves_nothing_to_export() -> None:
     run("delete_user_data", user.id, "--yes")
 
     data = json.loads(run("export_user_data", user.id))
-    assert set(data) == {"owner_id", "user", "exported_at", "conversations"}
+    assert set(data) == {
+        "owner_id",
+        "user",
+        "exported_at",
+        "conversations",
+        "idempotency_keys",
+    }
     assert data["conversations"] == []
+    assert data["idempotency_keys"] == []
+
+
+# What export and erasure cover
+
+
+def _is_ours(model: type[Model]) -> bool:
+    """A model of an app in this repository (not Django's, not a library's)."""
+    return (
+        Path(apps.get_app_config(model._meta.app_label).path).parent
+        == settings.BASE_DIR
+    )
+
+
+def _holds_user_data(model: type[Model]) -> bool:
+    """A field that names a user (owner, user, email), or a relation to a
+    model that export and erasure cover."""
+    for field in model._meta.get_fields():
+        if isinstance(field, ForeignObjectRel) or not isinstance(field, Field):
+            continue
+        if any(word in field.name for word in ("owner", "user", "email")):
+            return True
+        if field.related_model in USER_DATA_MODELS:
+            return True
+    return False
+
+
+def test_every_model_of_ours_that_holds_user_data_is_exported_and_erased() -> None:
+    """A new model with a user field fails here until USER_DATA_MODELS (and
+    export, erasure) cover it. Better Auth's tables (unmanaged) are Better
+    Auth's to erase."""
+    ours = [model for model in apps.get_models() if _is_ours(model)]
+    holding = {
+        model for model in ours if model._meta.managed and _holds_user_data(model)
+    }
+
+    assert {Conversation, Message, ToolCall, IdempotencyKey} <= set(ours)
+    assert holding == set(USER_DATA_MODELS)
+
+
+def test_delete_leaves_no_row_of_the_user_in_any_model() -> None:
+    user, _ = user_with_data()
+    IdempotencyKeyFactory.create(owner_id=user.id)
+    someone_else()
+    for model, lookup in USER_DATA_MODELS.items():
+        assert model._default_manager.filter(**{lookup: user.id}).exists(), model
+
+    run("delete_user_data", user.id, "--yes")
+
+    for model, lookup in USER_DATA_MODELS.items():
+        rows = model._default_manager
+        assert not rows.filter(**{lookup: user.id}).exists(), model
+        assert rows.exclude(**{lookup: user.id}).exists(), model
+
+
+# Emails several users share up to case
+
+
+def users_sharing_an_email() -> list[BetterAuthUser]:
+    """Two users whose emails differ only in case (Better Auth lowercases
+    emails at sign-up, but an import or an older version may not), each
+    with data; by id."""
+    users = [
+        BetterAuthUserFactory.create(email="Kim@example.com"),
+        BetterAuthUserFactory.create(email="kim@example.com"),
+    ]
+    for user in users:
+        MessageFactory.create(conversation__owner_id=user.id)
+        IdempotencyKeyFactory.create(owner_id=user.id)
+    return sorted(users, key=lambda user: user.id)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("export_user_data", "kim@example.com"), id="export-lower"),
+        pytest.param(("export_user_data", "KIM@EXAMPLE.COM"), id="export-upper"),
+        pytest.param(("delete_user_data", "Kim@example.com", "--yes"), id="delete"),
+        pytest.param(
+            ("delete_user_data", "kim@example.com", "--dry-run"), id="delete-dry-run"
+        ),
+    ],
+)
+def test_an_email_several_users_share_up_to_case_is_refused(
+    args: tuple[str, ...],
+) -> None:
+    users = users_sharing_an_email()
+    before = table_counts()
+
+    out = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command(*args, stdout=out, stderr=StringIO())
+
+    assert failed.value.returncode == 1
+    message = str(failed.value)
+    assert f"2 Better Auth users have the email {args[1]!r} up to case" in message
+    assert f"{users[0].id} <{users[0].email}>, {users[1].id} <{users[1].email}>" in (
+        message
+    )
+    assert "user id instead" in message
+    assert out.getvalue() == ""
+    assert table_counts() == before
+
+
+def test_each_user_sharing_an_email_is_erased_by_id() -> None:
+    first, second = users_sharing_an_email()
+
+    run("delete_user_data", first.id, "--yes")
+
+    assert not Conversation.objects.filter(owner_id=first.id).exists()
+    assert not IdempotencyKey.objects.filter(owner_id=first.id).exists()
+    assert Conversation.objects.filter(owner_id=second.id).count() == 1
+    assert IdempotencyKey.objects.filter(owner_id=second.id).count() == 1
+
+
+@pytest.mark.postgresql
+def test_an_email_shared_up_to_non_ascii_case_is_refused_on_postgresql() -> None:
+    """PostgreSQL folds the case of every letter; SQLite's LIKE only ASCII."""
+    BetterAuthUserFactory.create(email="Élodie@example.com")
+    BetterAuthUserFactory.create(email="élodie@example.com")
+    before = table_counts()
+
+    error = failure("delete_user_data", "élodie@example.com", "--yes")
+
+    assert error.returncode == 1
+    assert "2 Better Auth users" in str(error)
+    assert table_counts() == before

@@ -15,10 +15,12 @@ import pytest
 from better_auth.tests.factories import BetterAuthUserFactory
 from conversations.models import Conversation, Message, ToolCall
 from conversations.support import (
+    AmbiguousUserError,
     conversation_transcript,
     tool_calls_failed,
     user_conversations,
     user_find,
+    user_resolve,
 )
 from conversations.tests.factories import (
     ConversationFactory,
@@ -52,6 +54,25 @@ def test_user_find_unknown_is_none(query: str) -> None:
     BetterAuthUserFactory.create()
 
     assert user_find(query) is None
+
+
+@pytest.mark.parametrize(
+    "query", ["Lee@example.com", "lee@example.com", "LEE@EXAMPLE.COM"]
+)
+def test_user_find_refuses_an_email_two_users_share_up_to_case(query: str) -> None:
+    users = [
+        BetterAuthUserFactory.create(email="Lee@example.com"),
+        BetterAuthUserFactory.create(email="lee@example.com"),
+    ]
+
+    with pytest.raises(AmbiguousUserError) as refused:
+        user_find(query)
+
+    assert refused.value.user_ids == sorted(user.id for user in users)
+    for user in users:
+        assert f"{user.id} <{user.email}>" in str(refused.value)
+    with pytest.raises(AmbiguousUserError):
+        user_resolve(query)
 
 
 # user_conversations

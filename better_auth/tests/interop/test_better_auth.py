@@ -11,6 +11,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,7 +26,7 @@ from better_auth.authentication import (
     BetterAuthSessionAuthentication,
     Credential,
 )
-from better_auth.jwt import BetterAuthJWTAuthentication
+from better_auth.jwt import BetterAuthJWTAuthentication, jwks_cache_clear
 from better_auth.models import BetterAuthSession
 from better_auth.tests.interop.node import (
     PASSWORD,
@@ -399,6 +400,45 @@ def test_jwt_with_other_plugin_algorithms_opens_the_api(
     settings.BETTER_AUTH_JWKS_URL = ""
     settings.BETTER_AUTH_JWKS_TABLE = table
     assert_opens_the_api(bearer_client(token), signed_in.user_id)
+
+
+def retire_key(table: str, kid: str, *, days_ago: int | None) -> None:
+    """Sets the key's expiresAt, as the plugin's rotation does (None: live)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{table}" SET "expiresAt" = '  # noqa: S608
+            "now() - make_interval(days => %s) WHERE id = %s",
+            [days_ago, kid],
+        )
+
+
+def test_table_mode_trusts_a_retired_key_as_long_as_better_auth_publishes_it(
+    settings: Settings, other_better_auth: BetterAuthClient, email: str
+) -> None:
+    """The plugin's JWKS endpoint publishes a key until its expiresAt plus
+    its grace period (default 30 days); the table mode trusts it as long."""
+    signed_in = other_better_auth.sign_up(email=email, password=PASSWORD, name="R")
+    token = other_better_auth.jwt(signed_in.token)
+    kid = jwt.get_unverified_header(token)["kid"]
+    settings.BETTER_AUTH_JWKS_TABLE = "jwks_other"
+    settings.BETTER_AUTH_JWT_ISSUER = other_better_auth.base_url
+    settings.BETTER_AUTH_JWT_AUDIENCE = other_better_auth.base_url
+
+    def published() -> bool:
+        reply = other_better_auth.request("GET", "/jwks")
+        return kid in {key["kid"] for key in reply.body["keys"]}
+
+    try:
+        retire_key("jwks_other", kid, days_ago=29)
+        assert published()
+        assert_opens_the_api(bearer_client(token), signed_in.user_id)
+
+        retire_key("jwks_other", kid, days_ago=31)
+        jwks_cache_clear()
+        assert not published()
+        assert_refused(bearer_client(token), signed_in.user_id, INVALID_TOKEN)
+    finally:
+        retire_key("jwks_other", kid, days_ago=None)
 
 
 def test_session_tokens_still_open_the_api_in_jwt_mode(

@@ -15,16 +15,18 @@ logger = logging.getLogger(__name__)
 
 class Command(BaseCommand):
     help = (
-        "Erase one user's conversations, messages and tool calls, in one "
-        "transaction. Better Auth's user and sessions are left alone. Needs "
-        "--yes; --dry-run only prints what would be deleted."
+        "Erase everything stored for one user (conversations, messages, tool "
+        "calls, Idempotency-Keys), in one transaction. Better Auth's user and "
+        "sessions are left alone. Needs --yes; --dry-run only prints what "
+        "would be deleted. An email that several users share up to case is "
+        "refused: give the id."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "user",
-            help="Better Auth user id or email. An id also works once Better "
-            "Auth has deleted the user, while conversations carry it.",
+            help="Better Auth user id or email (any case). An id also works "
+            "once Better Auth has deleted the user, while our tables carry it.",
         )
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument(

@@ -10,14 +10,15 @@ from conversations.support import user_data_export, user_resolve
 class Command(BaseCommand):
     help = (
         "Export everything stored for one user (conversations, messages, tool "
-        "calls) as JSON, to stdout or a new file."
+        "calls, Idempotency-Keys) as JSON, to stdout or a new file. An email "
+        "that several users share up to case is refused: give the id."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "user",
-            help="Better Auth user id or email. An id also works once Better "
-            "Auth has deleted the user, while conversations carry it.",
+            help="Better Auth user id or email (any case). An id also works "
+            "once Better Auth has deleted the user, while our tables carry it.",
         )
         parser.add_argument(
             "--output",

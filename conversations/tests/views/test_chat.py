@@ -17,7 +17,11 @@ from agent.tests.fakes import InvalidReplyAgent, ProbeAgent, RecordingAgent, Slo
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message, ToolCall
-from conversations.tests.factories import conversation_with_messages
+from conversations.tests.factories import (
+    ConversationFactory,
+    MessageFactory,
+    conversation_with_messages,
+)
 from conversations.tests.paths import chat_url
 
 pytestmark = pytest.mark.django_db
@@ -276,6 +280,88 @@ def test_chat_agent_history_is_capped_at_context_setting(
         HistoryMessage("assistant", "echo: m3"),
     )
     assert len(stored(conversation_id)) == 8
+
+
+def conversation_of(owner_id: str, *contents: str) -> str:
+    """A conversation of these messages, alternating user and assistant,
+    oldest first; its id."""
+    conversation = ConversationFactory.create(owner_id=owner_id)
+    for index, content in enumerate(contents):
+        MessageFactory.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT if index % 2 else Message.Role.USER,
+            content=content,
+        )
+    return str(conversation.id)
+
+
+@pytest.mark.parametrize(
+    ("max_chars", "kept"),
+    [
+        (64000, ["a" * 10, "b" * 20, "c" * 30, "d" * 40]),
+        (90, ["b" * 20, "c" * 30, "d" * 40]),  # exactly 90: all three fit
+        (89, ["c" * 30, "d" * 40]),
+        (40, ["d" * 40]),
+        (39, []),  # the newest does not fit: none, never a cut message
+        (0, []),
+    ],
+)
+def test_chat_agent_history_keeps_the_newest_whole_messages_that_fit(
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    max_chars: int,
+    kept: list[str],
+) -> None:
+    settings.AGENT_BACKEND = RECORDING
+    settings.AGENT_CONTEXT_MAX_CHARS = max_chars
+    conversation_id = conversation_of(
+        session.user_id, "a" * 10, "b" * 20, "c" * 30, "d" * 40
+    )
+
+    response = chat(
+        api, session.user_id, {"message": "e", "conversation_id": conversation_id}
+    )
+
+    assert response.status_code == 200
+    (call,) = RecordingAgent.calls
+    assert call.message == "e"
+    assert [message.content for message in call.history] == kept
+    # The bound only trims what the agent reads: every message is stored.
+    assert len(stored(uuid.UUID(conversation_id))) == 6
+
+
+def test_chat_agent_history_stops_at_the_first_message_too_long(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> None:
+    settings.AGENT_BACKEND = RECORDING
+    settings.AGENT_CONTEXT_MAX_CHARS = 100
+    # "x" would fit after "y", but not without the 200-character message
+    # between them: the agent gets an unbroken end of the conversation.
+    conversation_id = conversation_of(session.user_id, "x", "l" * 200, "y")
+
+    response = chat(
+        api, session.user_id, {"message": "z", "conversation_id": conversation_id}
+    )
+
+    assert response.status_code == 200
+    assert RecordingAgent.calls[0].history == (HistoryMessage("user", "y"),)
+
+
+def test_chat_agent_history_counts_characters_not_bytes(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> None:
+    settings.AGENT_BACKEND = RECORDING
+    settings.AGENT_CONTEXT_MAX_CHARS = 6
+    # 3 characters each: 12 and 9 bytes in UTF-8.
+    conversation_id = conversation_of(session.user_id, "a", "🍵🍵🍵", "✅✅✅")
+
+    response = chat(
+        api, session.user_id, {"message": "z", "conversation_id": conversation_id}
+    )
+
+    assert response.status_code == 200
+    assert [m.content for m in RecordingAgent.calls[0].history] == ["🍵🍵🍵", "✅✅✅"]
 
 
 def test_chat_stores_agent_tool_calls_in_order(

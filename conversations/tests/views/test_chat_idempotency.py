@@ -356,3 +356,23 @@ def test_purge_command_reports_what_it_deleted(
 
     assert out.getvalue() == "Deleted 1 expired idempotency key(s).\n"
     assert not IdempotencyKey.objects.exists()
+
+
+def test_repeat_after_the_users_data_is_erased_runs_as_new(
+    api: APIClient, session: BetterAuthSession
+) -> None:
+    """The erasure deletes the stored response with the conversation: the
+    repeat must not hand the erased reply back."""
+    first = send(api, session, {"message": "add milk"})
+    call_command("delete_user_data", session.user_id, "--yes", stdout=io.StringIO())
+
+    repeat = send(api, session, {"message": "add milk"})
+
+    assert first.status_code == repeat.status_code == 200
+    assert "Idempotent-Replayed" not in repeat.headers
+    assert repeat.json()["conversation_id"] != first.json()["conversation_id"]
+    assert len(RecordingAgent.calls) == 2
+    # The new run's answer is what a further repeat gets.
+    again = send(api, session, {"message": "add milk"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == repeat.json()
