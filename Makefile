@@ -51,4 +51,4 @@ bench: $(VENV)/.runtime
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache interop/better-auth/node_modules
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache interop/better-auth/node_modules interop/ai-sdk/node_modules

@@ -1,6 +1,7 @@
 import itertools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -11,6 +12,7 @@ import pytest
 from pytest_django import DjangoDbBlocker
 from rest_framework.test import APIClient
 
+from agent.tests.fakes import StreamingAgent
 from better_auth.models import BetterAuthSession
 from better_auth.tables import better_auth_tables_ensure
 from better_auth.tests.factories import BetterAuthSessionFactory
@@ -130,3 +132,22 @@ def row_counts() -> Callable[[], tuple[int, int, int]]:
         )
 
     return count
+
+
+def producers_join(timeout: float = 10) -> None:
+    """Wait for every streamed reply of this process to be finished."""
+    for thread in threading.enumerate():
+        if thread.name == "chat-stream":
+            thread.join(timeout)
+            assert not thread.is_alive(), "a streamed reply did not finish"
+
+
+@pytest.fixture
+def stream_producers() -> Iterator[Callable[..., None]]:
+    """`stream_producers()` waits for the streamed replies in progress
+    (conversations.streaming); they are waited for after the test too, so
+    none outlives it. Resets the StreamingAgent fake."""
+    StreamingAgent.reset()
+    yield producers_join
+    StreamingAgent.release.set()
+    producers_join()

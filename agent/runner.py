@@ -1,17 +1,25 @@
-"""Calling the agent: with a deadline, and with its output checked."""
+"""Calling the agent: with a deadline, and with its output checked.
+
+`agent_reply_generate` waits for a whole reply; `agent_reply_stream` yields
+it as it is produced (CONTRACT §7, §9). Either way the backend runs in a
+thread of its own, so that AGENT_TIMEOUT_SECONDS holds however long the
+backend takes: past the deadline the caller gets AgentTimeoutError and
+whatever the backend produces later is dropped.
+"""
 
 import json
 import logging
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 from django.conf import settings
 from django.db import connections
 
 from agent.backends import get_backend
-from agent.backends.base import AgentReply, HistoryMessage, ToolCall
+from agent.backends.base import AgentReply, HistoryMessage, StreamItem, ToolCall
 from agent.exceptions import AgentError, AgentTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -29,12 +37,7 @@ def agent_reply_generate(
     that arrives later is dropped) and AgentError when the backend raises
     or returns something that cannot be stored.
     """
-    try:
-        backend = get_backend()
-    except Exception as exc:
-        logger.exception("Agent backend %r cannot be loaded", settings.AGENT_BACKEND)
-        raise AgentError() from exc
-
+    backend = _backend()
     timeout = settings.AGENT_TIMEOUT_SECONDS
     call = _AgentCall(backend, user_id=user_id, message=message, history=history)
     started = time.monotonic()
@@ -57,6 +60,72 @@ def agent_reply_generate(
         )
         raise AgentError() from call.error
     return _checked(call.reply)
+
+
+def agent_reply_stream(
+    *, user_id: str, message: str, history: Sequence[HistoryMessage]
+) -> Iterator[StreamItem]:
+    """The configured backend's reply, item by item, as it is produced.
+
+    Items are the backend's `stream_response` items (see
+    agent.backends.base.StreamingAgentBackend), each checked before it is
+    yielded; a backend without `stream_response` gives its tool calls, then
+    its text as one piece. AGENT_TIMEOUT_SECONDS bounds the whole iteration:
+    AgentTimeoutError when it passes (the backend is told to stop and its
+    later items are dropped); AgentError when the backend raises or yields
+    something that cannot be stored. The caller must hold no transaction.
+    """
+    backend = _backend()
+    timeout = settings.AGENT_TIMEOUT_SECONDS
+    call = _AgentStream(backend, user_id=user_id, message=message, history=history)
+    started = time.monotonic()
+    deadline = started + timeout
+    call.start()
+    try:
+        while True:
+            try:
+                kind, value = call.items.get(
+                    timeout=max(deadline - time.monotonic(), 0)
+                )
+            except queue.Empty:
+                logger.warning(
+                    "Agent timed out after %.1fs for user %s; its reply will be "
+                    "dropped",
+                    timeout,
+                    user_id,
+                )
+                raise AgentTimeoutError() from None
+            if kind == _DONE:
+                return
+            if kind == _FAILED:
+                logger.error(
+                    "Agent failed for user %s after %.2fs: %r",
+                    user_id,
+                    time.monotonic() - started,
+                    value,
+                    exc_info=value,
+                )
+                raise AgentError() from value
+            if kind == _REPLY:
+                reply = _checked(value)
+                yield from reply.tool_calls
+                yield reply.content
+                continue
+            problem = _item_problem(value)
+            if problem:
+                logger.error("Agent streamed an unusable item: %s", problem)
+                raise AgentError()
+            yield value
+    finally:
+        call.stopped.set()
+
+
+def _backend() -> Any:
+    try:
+        return get_backend()
+    except Exception as exc:
+        logger.exception("Agent backend %r cannot be loaded", settings.AGENT_BACKEND)
+        raise AgentError() from exc
 
 
 class _AgentCall(threading.Thread):
@@ -85,6 +154,60 @@ class _AgentCall(threading.Thread):
             connections.close_all()
 
 
+# What an _AgentStream puts on its queue: (kind, value).
+_ITEM, _REPLY, _DONE, _FAILED = "item", "reply", "done", "failed"
+
+
+class _AgentStream(threading.Thread):
+    """Iterates the backend's `stream_response` (or calls its
+    `generate_response`), putting what it gets on `items`, until the
+    reader sets `stopped`."""
+
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        user_id: str,
+        message: str,
+        history: Sequence[HistoryMessage],
+    ) -> None:
+        super().__init__(name="agent-stream", daemon=True)
+        self.backend = backend
+        self.kwargs = {"user_id": user_id, "message": message, "history": history}
+        self.items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            stream = getattr(self.backend, "stream_response", None)
+            if stream is None:
+                self.items.put((_REPLY, self.backend.generate_response(**self.kwargs)))
+            else:
+                items = stream(**self.kwargs)
+                try:
+                    for item in items:
+                        if self.stopped.is_set():
+                            break
+                        self.items.put((_ITEM, item))
+                finally:
+                    close = getattr(items, "close", None)
+                    if close is not None:
+                        close()
+            self.items.put((_DONE, None))
+        except BaseException as exc:
+            self.items.put((_FAILED, exc))
+        finally:
+            connections.close_all()
+
+
+def _item_problem(item: Any) -> str | None:
+    if isinstance(item, str):
+        return "text must not contain NUL characters" if "\x00" in item else None
+    if isinstance(item, ToolCall):
+        return _tool_call_problem(item)
+    return f"expected str or ToolCall, got {type(item).__name__}"
+
+
 def _checked(reply: Any) -> AgentReply:
     """The reply, if it can be stored as it is; AgentError otherwise."""
     problem = _problem(reply)
@@ -104,20 +227,27 @@ def _problem(reply: Any) -> str | None:
     for call in reply.tool_calls:
         if not isinstance(call, ToolCall):
             return f"expected ToolCall, got {type(call).__name__}"
-        if (
-            not isinstance(call.tool_name, str)
-            or not call.tool_name
-            or len(call.tool_name) > TOOL_NAME_MAX_LENGTH
-            or "\x00" in call.tool_name
-        ):
-            return "tool_name must be a non-empty string of at most 255 characters"
-        if call.status not in ("success", "error"):
-            return f"tool call status must be success or error, not {call.status!r}"
-        if not isinstance(call.parameters, dict):
-            return "tool call parameters must be a dict"
-        for value in (call.parameters, call.result):
-            if not _storable_json(value):
-                return "tool call parameters and result must be storable JSON"
+        problem = _tool_call_problem(call)
+        if problem:
+            return problem
+    return None
+
+
+def _tool_call_problem(call: ToolCall) -> str | None:
+    if (
+        not isinstance(call.tool_name, str)
+        or not call.tool_name
+        or len(call.tool_name) > TOOL_NAME_MAX_LENGTH
+        or "\x00" in call.tool_name
+    ):
+        return "tool_name must be a non-empty string of at most 255 characters"
+    if call.status not in ("success", "error"):
+        return f"tool call status must be success or error, not {call.status!r}"
+    if not isinstance(call.parameters, dict):
+        return "tool call parameters must be a dict"
+    for value in (call.parameters, call.result):
+        if not _storable_json(value):
+            return "tool call parameters and result must be storable JSON"
     return None
 
 

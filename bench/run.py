@@ -759,6 +759,22 @@ def render(report: dict[str, Any]) -> str:
         f"or wrk) used {statistics.median(shares):.0%} of the machine's CPU "
         f"during a typical run (median), at most {max(shares):.0%}.",
     ]
+    if report.get("streaming"):
+        from bench import stream  # it builds on this module
+
+        lines += [
+            "",
+            "Streamed chat (bench/stream.py, docs/STREAMING.md):",
+            "",
+            stream.render(
+                {
+                    "date": report["date"],
+                    "command": report["command"],
+                    "streams": report["streaming"]["streams"]["count"],
+                    "configurations": [report["streaming"]],
+                }
+            ).split("\n", 2)[2],
+        ]
     memory = report["memory"]
     lines += [
         "",
@@ -829,6 +845,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "ok": count <= scenario.max_statements,
             }
         )
+    if report.get("streaming"):
+        found += streaming_targets(report["streaming"])
     memory = report["memory"]
     found.append(
         {
@@ -838,6 +856,26 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     return found
+
+
+def streaming_targets(streaming: dict[str, Any]) -> list[dict[str, Any]]:
+    """The streamed chat's targets, from bench.stream.measure's figures."""
+    from bench import stream  # it builds on this module
+
+    streams = streaming["streams"]
+    return [
+        {
+            "target": "streamed chat: first text event far below the agent's "
+            f"{stream.AGENT_SECONDS:g} s (< 0.5 s)",
+            "measured": f"{streaming['first_text_s'] * 1000:.0f} ms",
+            "ok": streaming["first_text_s"] < 0.5,
+        },
+        {
+            "target": f"{streams['count']} concurrent open streams, nothing lost",
+            "measured": f"{streams['complete']} complete, {streams['lost']} lost",
+            "ok": streams["lost"] == 0 and streams["complete"] == streams["count"],
+        },
+    ]
 
 
 def memory_verdict(
@@ -898,6 +936,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="comma list of scenarios to run alone (a quick check: no docs)",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios")
+    parser.add_argument(
+        "--stream-threads",
+        type=int,
+        default=64,
+        help="threads per worker for the streaming run (gunicorn.conf.py's)",
+    )
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--no-streams", action="store_true", help="skip streaming")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.list:
@@ -987,7 +1033,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             warm_after = LONG_WARM_REQUESTS
 
+    streaming = None
+    if not args.no_streams and not only:
+        from bench import stream  # it builds on this module
+
+        say(f"streaming: {args.streams} streams, {args.stream_threads} threads")
+        streaming = stream.measure(
+            args.database_url,
+            workers=args.workers,
+            threads=args.stream_threads,
+            streams=args.streams,
+        )
     report: dict[str, Any] = {
+        "streaming": streaming,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "make bench" + (f" BENCH_ARGS='{' '.join(argv)}'" if argv else ""),
         "settings": {

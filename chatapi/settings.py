@@ -52,7 +52,7 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return number
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float, *, allow_zero: bool = False) -> float:
     value = env_str(name)
     if not value:
         return default
@@ -60,8 +60,10 @@ def env_float(name: str, default: float) -> float:
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number.") from None
-    if number <= 0:
-        raise ImproperlyConfigured(f"{name} must be greater than 0.")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise ImproperlyConfigured(
+            f"{name} must be {'at least' if allow_zero else 'greater than'} 0."
+        )
     return number
 
 
@@ -427,6 +429,10 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32000, minimum=1)
 # A page of GET messages stops early, newest messages kept, rather than pass
 # this many bytes of JSON (it always holds at least one message).
 MESSAGES_PAGE_MAX_BYTES = env_int("MESSAGES_PAGE_MAX_BYTES", 1048576, minimum=1024)
+# The stub's pause between the pieces of a streamed reply (0: none).
+AGENT_STUB_STREAM_DELAY_SECONDS = env_float(
+    "AGENT_STUB_STREAM_DELAY_SECONDS", 0.0, allow_zero=True
+)
 
 LOGGING = {
     "version": 1,

@@ -79,34 +79,54 @@ def idempotent_response(
     `Idempotent-Replayed: true`; otherwise the run's 200 or AgentError is
     stored for repeats, and any other failure releases the key.
     """
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        key = idempotency_key_valid(key)
-    payload.is_valid(raise_exception=True)
-    data = payload.validated_data
-    if key is None:
-        return Response(run(data))
-    claim = idempotency_key_claim(
-        owner_id=owner_id,
-        key=key,
-        fingerprint=request_fingerprint(owner_id=owner_id, **data),
-    )
+    data, claim = idempotency_request_claim(request, owner_id=owner_id, payload=payload)
     if isinstance(claim, StoredResponse):
-        return Response(
-            claim.body, status=claim.status, headers={"Idempotent-Replayed": "true"}
-        )
+        return Response(claim.body, status=claim.status, headers=REPLAYED)
+    if claim is None:
+        return Response(run(data))
     try:
         body = run(data)
     except AgentError as exc:
-        # The user's message is stored: a repeat must not store it again.
-        error = {"detail": exc.detail, "code": exc.code}
-        idempotency_key_finish(claim, status=exc.status_code, body=error)
+        idempotency_key_fail(claim, exc)
         raise
     except BaseException:
         idempotency_key_release(claim)
         raise
     idempotency_key_finish(claim, status=200, body=body)
     return Response(body)
+
+
+# The header a replayed answer carries.
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+def idempotency_request_claim(
+    request: Request, *, owner_id: str, payload: serializers.Serializer
+) -> tuple[dict[str, Any], IdempotencyKey | StoredResponse | None]:
+    """The first steps of an idempotent send: the validated payload, and
+    the claim on the request's `Idempotency-Key` (None without the header).
+
+    Raises InvalidInputError for a bad key (before the body is looked at),
+    ValidationError for a bad body, and what idempotency_key_claim raises.
+    The payload's validated data must hold `message` (and may hold
+    `conversation_id`): they make the request's fingerprint. The caller
+    finishes or releases an IdempotencyKey it gets.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        key = idempotency_key_valid(key)
+    payload.is_valid(raise_exception=True)
+    data: dict[str, Any] = payload.validated_data
+    if key is None:
+        return data, None
+    fingerprint = request_fingerprint(
+        owner_id=owner_id,
+        message=data["message"],
+        conversation_id=data.get("conversation_id"),
+    )
+    return data, idempotency_key_claim(
+        owner_id=owner_id, key=key, fingerprint=fingerprint
+    )
 
 
 def idempotency_key_valid(value: str) -> str:
@@ -177,6 +197,14 @@ def idempotency_key_finish(
     claim was taken over meanwhile)."""
     IdempotencyKey.objects.filter(pk=record.pk, created_at=record.created_at).update(
         response_status=status, response_body=body
+    )
+
+
+def idempotency_key_fail(record: IdempotencyKey, exc: AgentError) -> None:
+    """Store the agent's failure: the user's message is stored, so a repeat
+    must not store it again."""
+    idempotency_key_finish(
+        record, status=exc.status_code, body={"detail": exc.detail, "code": exc.code}
     )
 
 

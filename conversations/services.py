@@ -10,10 +10,12 @@ message and its tool calls.
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -60,94 +62,147 @@ def chat_message_send(
 
     Raises NotFoundError when the owner has no such conversation, and
     AgentError / AgentTimeoutError when the agent fails, in which case the
-    user's message stays stored and nothing else is.
+    user's message stays stored and nothing else is. The streamed chat
+    (conversations.streaming) takes the same steps, one by one.
     """
     _require_no_transaction()
     user_message = message_user_create(
         owner_id=owner_id, conversation_id=conversation_id, content=content
     )
-    history: list[HistoryMessage] = []
-    if user_message.sequence != 1:
-        user_message.sequence, history = message_history_for_agent(
-            conversation_id=user_message.conversation_id,
-            message_id=user_message.id,
-            limit=settings.AGENT_CONTEXT_MESSAGES,
-            max_chars=settings.AGENT_CONTEXT_MAX_CHARS,
-        )
+    history = chat_history_for_agent(user_message=user_message)
     # No transaction is open here: the agent may take seconds.
     try:
         reply = agent_reply_generate(user_id=owner_id, message=content, history=history)
     except AgentError as exc:
-        # agent.runner logged the cause with its traceback; this line ties it
-        # to the conversation. The message itself is user data: not logged.
-        cause = exc.__cause__
-        logger.warning(
-            "Agent gave no reply in conversation %s of user %s: %s (%s)",
-            user_message.conversation_id,
-            owner_id,
-            exc.code,
-            repr(cause) if cause is not None else exc.detail,
-            extra={
-                "conversation_id": str(user_message.conversation_id),
-                "user_id": owner_id,
-                "user_message_id": str(user_message.id),
-                "error": exc.code,
-                "cause": type(cause).__name__ if cause is not None else None,
-            },
-        )
+        agent_failure_log(user_message=user_message, owner_id=owner_id, exc=exc)
         raise
     return message_assistant_create(user_message=user_message, reply=reply)
 
 
+def chat_history_for_agent(*, user_message: Message) -> list[HistoryMessage]:
+    """The agent's context for `user_message`: the last AGENT_CONTEXT_MESSAGES
+    messages before it (at most AGENT_CONTEXT_MAX_CHARS of them), oldest
+    first; sets its `sequence` too."""
+    if user_message.sequence == 1:
+        return []
+    user_message.sequence, history = message_history_for_agent(
+        conversation_id=user_message.conversation_id,
+        message_id=user_message.id,
+        limit=settings.AGENT_CONTEXT_MESSAGES,
+        max_chars=settings.AGENT_CONTEXT_MAX_CHARS,
+    )
+    return history
+
+
+def agent_failure_log(*, user_message: Message, owner_id: str, exc: AgentError) -> None:
+    """Tie an agent failure to its conversation in the log.
+
+    agent.runner logged the cause with its traceback; the message itself is
+    user data: not logged.
+    """
+    cause = exc.__cause__
+    logger.warning(
+        "Agent gave no reply in conversation %s of user %s: %s (%s)",
+        user_message.conversation_id,
+        owner_id,
+        exc.code,
+        repr(cause) if cause is not None else exc.detail,
+        extra={
+            "conversation_id": str(user_message.conversation_id),
+            "user_id": owner_id,
+            "user_message_id": str(user_message.id),
+            "error": exc.code,
+            "cause": type(cause).__name__ if cause is not None else None,
+        },
+    )
+
+
 def message_user_create(
-    *, owner_id: str, conversation_id: uuid.UUID | None, content: str
+    *,
+    owner_id: str,
+    conversation_id: uuid.UUID | None,
+    content: str,
+    create_missing: bool = False,
 ) -> Message:
     """Commit a user message, in a new conversation when `conversation_id` is None.
 
-    Raises NotFoundError when the owner has no such conversation; nothing is
-    written then.
+    With `create_missing`, a `conversation_id` that no conversation has
+    starts a new conversation with that id (the AI SDK's chat id, chosen by
+    the client). Raises NotFoundError when the owner has no such
+    conversation (someone else's, or a missing one without
+    `create_missing`); nothing is written then.
     """
     _require_no_transaction()
     now = timezone.now()
-    conversation = None
-    if conversation_id is None:
-        conversation_id = uuid.uuid4()
-        conversation = Conversation(
-            id=conversation_id,
-            owner_id=owner_id,
-            title=conversation_title_from_message(content),
-            last_sequence=1,
-            created_at=now,
-            updated_at=now,
-        )
     message = Message(
         id=uuid.uuid4(),
-        conversation_id=conversation_id,
+        conversation_id=conversation_id or uuid.uuid4(),
         sequence=0,
         role=Message.Role.USER,
         content=content,
         created_at=now,
     )
-    sequence = _message_append(message, owner_id=owner_id, conversation=conversation)
+    if conversation_id is None:
+        sequence = _message_append(
+            message,
+            conversation=_conversation_new(
+                message.conversation_id, owner_id, content, now
+            ),
+        )
+    else:
+        sequence = _message_append(message, owner_id=owner_id)
+        if sequence is None and create_missing:
+            try:
+                sequence = _message_append(
+                    message,
+                    conversation=_conversation_new(
+                        conversation_id, owner_id, content, now
+                    ),
+                )
+            except IntegrityError:
+                # Someone else's (404 below), or the owner's own, created
+                # meanwhile by a concurrent request: append to it.
+                sequence = _message_append(message, owner_id=owner_id)
     if sequence is None:
         raise NotFoundError()
     message.sequence = sequence
     return message
 
 
+def _conversation_new(
+    conversation_id: uuid.UUID, owner_id: str, first_message: str, now: datetime
+) -> Conversation:
+    return Conversation(
+        id=conversation_id,
+        owner_id=owner_id,
+        title=conversation_title_from_message(first_message),
+        last_sequence=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 def message_assistant_create(
-    *, user_message: Message, reply: AgentReply
+    *,
+    user_message: Message,
+    reply: AgentReply,
+    message_id: uuid.UUID | None = None,
+    tool_call_ids: Sequence[uuid.UUID] = (),
 ) -> ChatExchange:
     """Commit the agent's reply to `user_message` with its tool calls, and the
     conversation's `updated_at`.
 
-    Raises NotFoundError when the conversation was deleted while the agent
-    was answering; nothing is written then.
+    `message_id` and `tool_call_ids` (one per tool call, in order) are the
+    ids to store them under when they were announced before the reply was
+    complete (a streamed reply); new ones otherwise. Raises NotFoundError
+    when the conversation was deleted while the agent was answering;
+    nothing is written then.
     """
     _require_no_transaction()
     now = timezone.now()
+    ids = list(tool_call_ids) or [uuid.uuid4() for _ in reply.tool_calls]
     assistant_message = Message(
-        id=uuid.uuid4(),
+        id=message_id or uuid.uuid4(),
         conversation_id=user_message.conversation_id,
         sequence=0,
         role=Message.Role.ASSISTANT,
@@ -157,7 +212,7 @@ def message_assistant_create(
     )
     tool_calls = [
         ToolCall(
-            id=uuid.uuid4(),
+            id=ids[position],
             message_id=assistant_message.id,
             position=position,
             tool_name=call.tool_name,

@@ -12,6 +12,14 @@ USER = r"^users/(?P<user_id>[^/]+)"
 urlpatterns = [
     re_path(rf"{USER}/chat/?$", views.ChatView.as_view(), name="chat"),
     re_path(
+        rf"{USER}/chat/stream/?$", views.ChatStreamView.as_view(), name="chat-stream"
+    ),
+    re_path(
+        rf"{USER}/chat/stream/(?P<conversation_id>[^/]+)/stream/?$",
+        views.ChatStreamResumeView.as_view(),
+        name="chat-stream-resume",
+    ),
+    re_path(
         rf"{USER}/conversations/?$",
         views.ConversationLatestView.as_view(),
         name="conversation-latest",

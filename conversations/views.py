@@ -8,9 +8,10 @@ it); the parts several endpoints share are in conversations.openapi.
 import functools
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -60,6 +61,12 @@ from conversations.services import (
     chat_message_send,
     conversation_rename,
     conversations_delete,
+)
+from conversations.streaming import (
+    CONTENT_TYPE,
+    chat_stream_response,
+    event_stream_response,
+    reply_in_progress,
 )
 from core.exceptions import NotFoundError
 
@@ -239,6 +246,172 @@ class ChatView(APIView):
             payload=self.InputSerializer(data=request.data),
             run=functools.partial(chat_send, owner_id),
         )
+
+
+class EventStreamView(APIView):
+    """A view whose success is an event stream and whose errors are JSON.
+
+    A client that accepts only `text/event-stream` (an EventSource, say)
+    still gets its errors as JSON rather than a 406.
+    """
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        return super().perform_content_negotiation(request, force=True)
+
+
+def ui_message_text(message: dict[str, Any], field: str) -> str:
+    """The text of an AI SDK UIMessage: its `text` parts, joined."""
+    role = message.get("role", "user")
+    parts = message.get("parts")
+    if role != "user":
+        raise serializers.ValidationError(
+            {field: ["The last message must be the user's."]}, code="invalid"
+        )
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise serializers.ValidationError(
+            {field: ["A message needs a list of parts."]}, code="invalid"
+        )
+    texts = [part.get("text") for part in parts if part.get("type") == "text"]
+    if not all(isinstance(text, str) for text in texts):
+        raise serializers.ValidationError(
+            {field: ["A text part's text must be a string."]}, code="invalid"
+        )
+    return "".join(cast(list[str], texts))
+
+
+class ChatStreamView(EventStreamView):
+    throttle_scope = "chat"
+
+    @extend_schema_serializer(component_name="ChatStreamRequest")
+    class InputSerializer(serializers.Serializer):
+        # Either CONTRACT §2's request (`message` a string) or the AI SDK's
+        # (`id` and `messages`, or `id` and `message` a UIMessage).
+        message = serializers.JSONField(
+            required=False,
+            help_text="The message's text; or, with `id`, the AI SDK's "
+            "UIMessage (its `text` parts are the message).",
+        )
+        conversation_id = StrictUUIDField(required=False, allow_null=True)
+        id = StrictUUIDField(
+            required=False,
+            allow_null=True,
+            help_text="The AI SDK's chat id: the conversation. One of the "
+            "user's continues; an id no conversation has starts one with it.",
+        )
+        messages = serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            allow_empty=False,
+            help_text="The AI SDK's UIMessages: only the last one is read, "
+            "the stored history is the truth.",
+        )
+        trigger = serializers.ChoiceField(
+            choices=["submit-message"],
+            required=False,
+            help_text="The AI SDK's trigger; only `submit-message`.",
+        )
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            message = attrs.get("message")
+            if isinstance(message, dict) or (
+                "messages" in attrs and "message" not in attrs
+            ):
+                field = "message" if isinstance(message, dict) else "messages"
+                last = message if isinstance(message, dict) else attrs["messages"][-1]
+                text = ui_message_text(last, field)
+                conversation_id = attrs.get("id")
+                create_missing = True
+            else:
+                field, text = "message", cast(str, message)
+                conversation_id = attrs.get("conversation_id")
+                create_missing = False
+            checked = ChatView.InputSerializer(
+                data={} if text is None else {"message": text}
+            )
+            if not checked.is_valid():
+                raise serializers.ValidationError({field: checked.errors["message"]})
+            return {
+                "message": checked.validated_data["message"],
+                "conversation_id": conversation_id,
+                "create_missing": create_missing,
+            }
+
+    @extend_schema(
+        operation_id="chat_stream",
+        summary="Send a message; get the reply as it is written (AI SDK stream)",
+        tags=["chat"],
+        request=InputSerializer,
+        parameters=[
+            user_id_parameter(),
+            idempotency_key_parameter(),
+            *response_headers(replayable=(200,)),
+        ],
+        responses={
+            (200, CONTENT_TYPE): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The Vercel AI SDK's UI message stream (v1): "
+                "`data: <json>` events `start`, tool calls, text, `finish`, "
+                "then `data: [DONE]`; an `error` event when the assistant "
+                "fails or times out. See docs/STREAMING.md.",
+            ),
+            **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+        },
+    )
+    def post(self, request: Request, user_id: str) -> StreamingHttpResponse:
+        """The chat of `POST .../chat`, answered as a stream that the AI
+        SDK's `useChat` (`DefaultChatTransport`) reads as it is. The user's
+        message is committed before the first byte; the reply and its tool
+        calls are stored at the end, also when the client went away. The
+        body is this API's chat request or the AI SDK's (`id`, `messages`,
+        `trigger`). Errors before the stream starts are the usual JSON."""
+        owner_id = owner_from_path(request, user_id)
+        return chat_stream_response(
+            request,
+            owner_id=owner_id,
+            payload=self.InputSerializer(data=request.data),
+            body=chat_out,
+        )
+
+
+class ChatStreamResumeView(EventStreamView):
+    throttle_scope = "read"
+
+    @extend_schema(
+        operation_id="chat_stream_resume",
+        summary="Resume the reply being streamed in a conversation",
+        tags=["chat"],
+        parameters=[
+            user_id_parameter(),
+            OpenApiParameter(
+                "conversation_id",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                description="The conversation (the AI SDK's chat id).",
+            ),
+            *response_headers(),
+        ],
+        responses={
+            (200, CONTENT_TYPE): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The reply in progress, from its first event, "
+                "then live to its end.",
+            ),
+            204: OpenApiResponse(description="No reply is being streamed there."),
+            **error_responses(401, 404, 429, 503),
+        },
+    )
+    def get(
+        self, request: Request, user_id: str, conversation_id: str
+    ) -> HttpResponse | StreamingHttpResponse:
+        """What `useChat({resume: true})` calls: while a reply in this
+        conversation is being streamed, that stream from its start, then
+        live; otherwise 204, also for an unknown, someone else's or
+        malformed conversation id."""
+        owner_id = owner_from_path(request, user_id)
+        chunks = reply_in_progress(owner_id=owner_id, conversation_id=conversation_id)
+        if chunks is None:
+            return HttpResponse(status=204)
+        return event_stream_response(chunks)
 
 
 class ConversationLatestView(APIView):

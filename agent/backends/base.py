@@ -4,9 +4,9 @@ Backends receive plain, immutable data and return it: never ORM objects, so
 a backend can neither query lazily nor hold a database connection.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 Role = Literal["user", "assistant"]
 ToolCallStatus = Literal["success", "error"]
@@ -42,6 +42,11 @@ class AgentReply:
     tool_calls: tuple[ToolCall, ...] = ()
 
 
+# An item of a streamed reply: a `str` is the next piece of the reply's
+# text; a ToolCall is a tool the agent called, in the order it called them.
+StreamItem: TypeAlias = str | ToolCall
+
+
 class AgentBackend(Protocol):
     """What `AGENT_BACKEND` must name: a class built without arguments.
 
@@ -60,5 +65,29 @@ class AgentBackend(Protocol):
         messages that fit), not including `message`.
         Raise `agent.exceptions.AgentError` when no answer can be given.
         The caller enforces AGENT_TIMEOUT_SECONDS.
+        """
+        ...
+
+
+class StreamingAgentBackend(AgentBackend, Protocol):
+    """A backend that can also stream its reply (optional: CONTRACT §7).
+
+    Streaming requests (POST .../chat/stream) call `stream_response` when
+    the backend has it, and otherwise `generate_response`, whose reply they
+    send as one piece.
+    """
+
+    def stream_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> Iterable[StreamItem]:
+        """Answer `message` as it is produced: the same arguments as
+        `generate_response`; items in order, each a `str` (the next piece
+        of the text) or a `ToolCall`.
+
+        The reply is the pieces joined, with the tool calls in the order
+        they came. Raise `agent.exceptions.AgentError` (at any point) when
+        no answer can be given; what was already sent is then not stored.
+        The caller enforces AGENT_TIMEOUT_SECONDS over the whole iteration
+        and stops iterating (closing a generator) once it gives up.
         """
         ...

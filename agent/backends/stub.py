@@ -6,6 +6,10 @@ tool call a real agent would make, with a plausible result, so that tool-call
 storage works end to end. It keeps no state and calls nothing: the same
 message always gets the same reply.
 
+It streams too (`stream_response`): its tool calls, then its text a word
+at a time, AGENT_STUB_STREAM_DELAY_SECONDS apart (0 by default; set it to
+watch a reply arrive in `make run`).
+
 To plug in a real model, write a class with the same `generate_response`
 method (see `agent.backends.base.AgentBackend`), raise
 `agent.exceptions.AgentError` when the model fails, and point
@@ -14,10 +18,13 @@ method (see `agent.backends.base.AgentBackend`), raise
 
 import hashlib
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from agent.backends.base import AgentReply, HistoryMessage, ToolCall
+from django.conf import settings
+
+from agent.backends.base import AgentReply, HistoryMessage, StreamItem, ToolCall
 
 _COMMAND = re.compile(
     r"^\s*(?P<verb>add|create|list|show|complete|finish|done|delete|remove|update"
@@ -30,6 +37,8 @@ _UPDATE = re.compile(
 )
 _TASK_WORD = re.compile(r"^(?:the\s+)?(?:task|todo)\b[\s:#]*", re.IGNORECASE)
 _LIST_FILTERS = {"pending", "completed", "all"}
+# A word and the white space after it: the pieces of a streamed reply.
+_PIECE = re.compile(r"\S+\s*|\s+")
 
 HELP = (
     'I can manage your tasks. Try: "add buy milk", "list tasks", '
@@ -63,6 +72,21 @@ class StubAgent:
         return AgentReply(
             content=f"(stub assistant, turn {turns}) You said: {_clip(message)}\n{HELP}"
         )
+
+    def stream_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> Iterator[StreamItem]:
+        """The reply of `generate_response`: its tool calls, then its text
+        a word at a time."""
+        reply = self.generate_response(
+            user_id=user_id, message=message, history=history
+        )
+        yield from reply.tool_calls
+        delay = settings.AGENT_STUB_STREAM_DELAY_SECONDS
+        for number, piece in enumerate(_PIECE.findall(reply.content)):
+            if delay and number:
+                time.sleep(delay)
+            yield piece
 
 
 def _add(title: str) -> AgentReply:

@@ -8,11 +8,11 @@ Class-level state is shared by the process-wide instance; `reset()` clears it.
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent.backends.base import AgentReply, HistoryMessage, ToolCall
+from agent.backends.base import AgentReply, HistoryMessage, StreamItem, ToolCall
 
 
 @dataclass(frozen=True)
@@ -141,3 +141,83 @@ class PacedEchoAgent:
             content=f"echo: {message}",
             tool_calls=(ToolCall("echo", {"message": message}, {"ok": True}),),
         )
+
+
+class StreamingAgent:
+    """Streams `items` (text pieces and tool calls) in order.
+
+    With `hold` set, it waits for `release` after the first item, so a
+    test can act while a reply is half sent; `finished` is set once the
+    last item was given.
+    """
+
+    items: ClassVar[tuple[StreamItem, ...]] = (
+        "Hello",
+        ToolCall("add_task", {"title": "milk"}, {"task_id": 7}, "success"),
+        ", wor",
+        "ld",
+        ToolCall("audit", {}, "no audit log", "error"),
+    )
+    hold: ClassVar[bool] = False
+    release: ClassVar[threading.Event] = threading.Event()
+    finished: ClassVar[threading.Event] = threading.Event()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.hold = False
+        cls.release = threading.Event()
+        cls.finished = threading.Event()
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        raise AssertionError("streaming requests call stream_response")
+
+    def stream_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> Iterator[StreamItem]:
+        release = self.release
+        for number, item in enumerate(self.items):
+            if number == 1 and self.hold:
+                release.wait(30)
+            yield item
+        self.finished.set()
+
+
+class FailingStreamAgent:
+    """Streams a piece of text, then fails, as a model that drops out."""
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        raise AssertionError("streaming requests call stream_response")
+
+    def stream_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> Iterator[StreamItem]:
+        yield "I was about to"
+        raise RuntimeError("model went away")
+
+
+class PacedStreamAgent:
+    """Streams "echo: <message>" a word every `delay` seconds, after
+    `first_delay` seconds; keeps no state, so every worker of a server
+    started by a test behaves alike."""
+
+    first_delay: ClassVar[float] = 0.0
+    delay: ClassVar[float] = 0.2
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        return AgentReply(content=f"echo: {message}")
+
+    def stream_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> Iterator[StreamItem]:
+        time.sleep(self.first_delay)
+        yield ToolCall("echo", {"message": message}, {"ok": True})
+        for number, word in enumerate(f"echo: {message}".split(" ")):
+            if number:
+                time.sleep(self.delay)
+            yield word if number == 0 else " " + word

@@ -1,7 +1,9 @@
 import dataclasses
 import json
+import time
 
 import pytest
+from pytest_django import Settings
 
 from agent.backends.base import AgentReply, HistoryMessage, ToolCall
 from agent.backends.stub import HELP, StubAgent
@@ -214,3 +216,29 @@ def test_stub_long_message_gives_bounded_reply(prefix: str) -> None:
     reply = reply_to(message)
 
     assert len(reply.content) < 1_000
+
+
+@pytest.mark.parametrize(
+    "message", ["add buy milk", "hello there", "what is up?", "complete 42"]
+)
+def test_stub_streams_the_reply_it_generates(message: str) -> None:
+    reply = StubAgent().generate_response(user_id="u", message=message, history=[])
+
+    items = list(StubAgent().stream_response(user_id="u", message=message, history=[]))
+
+    calls = [i for i in items if isinstance(i, ToolCall)]
+    pieces = [i for i in items if isinstance(i, str)]
+    assert items[: len(calls)] == calls  # tool calls first
+    assert tuple(calls) == reply.tool_calls
+    assert "".join(pieces) == reply.content
+    assert len(pieces) > 1
+
+
+def test_stub_stream_delay_slows_the_pieces(settings: Settings) -> None:
+    settings.AGENT_STUB_STREAM_DELAY_SECONDS = 0.05
+    stream = StubAgent().stream_response(user_id="u", message="hello", history=[])
+
+    started = time.monotonic()
+    pieces = list(stream)
+
+    assert time.monotonic() - started >= 0.05 * (len(pieces) - 1) * 0.9

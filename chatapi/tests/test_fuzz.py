@@ -11,7 +11,7 @@ stopping at a 404.
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
@@ -54,6 +54,12 @@ CHECKS = [
 EXAMPLES = {
     ("POST /api/v1/users/{user_id}/chat", GenerationMode.POSITIVE): 400,
     ("POST /api/v1/users/{user_id}/chat", GenerationMode.NEGATIVE): 150,
+    ("POST /api/v1/users/{user_id}/chat/stream", GenerationMode.POSITIVE): 150,
+    ("POST /api/v1/users/{user_id}/chat/stream", GenerationMode.NEGATIVE): 100,
+    (
+        "GET /api/v1/users/{user_id}/chat/stream/{conversation_id}/stream",
+        GenerationMode.POSITIVE,
+    ): 50,
     ("GET /api/v1/users/{user_id}/conversations", GenerationMode.POSITIVE): 100,
     (
         "GET /api/v1/users/{user_id}/conversations/{conversation_id}/messages",
@@ -179,7 +185,7 @@ def app() -> Iterator[WSGIHandler]:
 
 @pytest.mark.django_db
 def test_generated_requests_get_documented_answers_and_no_5xx(
-    app: WSGIHandler, settings: Settings
+    app: WSGIHandler, settings: Settings, stream_producers: Callable[[], None]
 ) -> None:
     settings.RATE_LIMIT_CHAT = settings.RATE_LIMIT_READ = "off"
     session = BetterAuthSessionFactory.create()

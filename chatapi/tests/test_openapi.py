@@ -7,7 +7,10 @@ headers of each answer a test can produce validate against the schema
 """
 
 import datetime as dt
+import json
 import re
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +30,7 @@ from jsonschema import (  # type: ignore[import-untyped]
 from pytest_django import Settings
 from rest_framework.test import APIClient
 
-from agent.tests.fakes import RecordingAgent, SlowAgent
+from agent.tests.fakes import RecordingAgent, SlowAgent, StreamingAgent
 from better_auth.models import BetterAuthSession
 from better_auth.tests.factories import BetterAuthSessionFactory, signed_token
 from chatapi.health import ReadyView
@@ -40,6 +43,9 @@ LATEST = "/api/v1/users/{user_id}/conversations"
 MESSAGES = "/api/v1/users/{user_id}/conversations/{conversation_id}/messages"
 LIST = "/api/v1/users/{user_id}/conversations/list"
 DETAIL = "/api/v1/users/{user_id}/conversations/{conversation_id}"
+STREAM = "/api/v1/users/{user_id}/chat/stream"
+RESUME = "/api/v1/users/{user_id}/chat/stream/{conversation_id}/stream"
+EVENT_STREAM = "text/event-stream"
 SECURED: list[dict[str, list[str]]] = [
     {"jwtBearer": []},
     {"sessionBearer": []},
@@ -119,12 +125,17 @@ def assert_conforms(
     )
     if response.status_code == 204:
         assert "content" not in documented
-        assert response.content == b""
-        return
-    assert response["Content-Type"] == "application/json"
-    validate(
-        response.json(), documented["content"]["application/json"]["schema"], openapi
-    )
+        assert not response.content
+    elif response.get("Content-Type") == EVENT_STREAM:
+        assert list(documented["content"]) == [EVENT_STREAM]
+        assert b"".join(response.streaming_content).endswith(b"data: [DONE]\n\n")
+    else:
+        assert response["Content-Type"] == "application/json"
+        validate(
+            response.json(),
+            documented["content"]["application/json"]["schema"],
+            openapi,
+        )
     for name, header in documented.get("headers", {}).items():
         if name not in response.headers:
             assert not header.get("required"), f"{name} header missing"
@@ -184,6 +195,8 @@ def test_schema_is_valid_openapi_with_canonical_paths(openapi: dict[str, Any]) -
         LATEST,
         LIST,
         DETAIL,
+        STREAM,
+        RESUME,
         MESSAGES,
         "/healthz",
         "/readyz",
@@ -192,6 +205,8 @@ def test_schema_is_valid_openapi_with_canonical_paths(openapi: dict[str, Any]) -
         (path, method) for path, item in openapi["paths"].items() for method in item
     } == {
         (CHAT, "post"),
+        (STREAM, "post"),
+        (RESUME, "get"),
         (LATEST, "get"),
         (LATEST, "delete"),
         (LIST, "get"),
@@ -251,6 +266,8 @@ def test_schema_requires_credentials_except_on_probes(openapi: dict[str, Any]) -
 
     # Alternatives: any one of the three credentials will do.
     assert paths[CHAT]["post"]["security"] == SECURED
+    assert paths[STREAM]["post"]["security"] == SECURED
+    assert paths[RESUME]["get"]["security"] == SECURED
     assert paths[LATEST]["get"]["security"] == SECURED
     assert paths[MESSAGES]["get"]["security"] == SECURED
     assert paths[LATEST]["delete"]["security"] == SECURED
@@ -270,6 +287,13 @@ def test_schema_requires_credentials_except_on_probes(openapi: dict[str, Any]) -
             {200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504},
             id="chat",
         ),
+        pytest.param(
+            STREAM,
+            "post",
+            {200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 503},
+            id="stream",
+        ),
+        pytest.param(RESUME, "get", {200, 204, 401, 404, 429, 503}, id="resume"),
         pytest.param(LATEST, "get", {200, 401, 404, 429, 503}, id="latest"),
         pytest.param(MESSAGES, "get", {200, 400, 401, 404, 429, 503}, id="messages"),
         pytest.param(LATEST, "delete", {200, 401, 403, 404, 429, 503}, id="delete-all"),
@@ -293,12 +317,13 @@ def test_schema_documents_every_status_with_the_error_envelope(
 
     assert {int(status) for status in responses} == statuses
     for status, response in responses.items():
+        content = response.get("content", {})
         if status == "204":
-            assert "content" not in response
-            assert response["description"]
-            continue
-        content = response["content"]
-        assert list(content) == ["application/json"]
+            assert content == {}
+        elif path in (STREAM, RESUME) and int(status) < 400:
+            assert list(content) == [EVENT_STREAM]
+        else:
+            assert list(content) == ["application/json"]
         if int(status) >= 400:
             assert content["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/Error"
@@ -1024,6 +1049,216 @@ def test_real_answer_conforms_to_schema(
     assert_conforms(openapi, path, method, response)
 
 
+# The streamed chat's reply is stored by a thread of its own, on its own
+# connection: these answers are produced in committed transactions.
+
+
+def stream_url(user_id: str) -> str:
+    return STREAM.format(user_id=user_id)
+
+
+def stream(
+    api: APIClient, session: BetterAuthSession, body: Any, **headers: str
+) -> Any:
+    return api.post(stream_url(session.user_id), body, format="json", headers=headers)
+
+
+def stream_stub(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    return stream(api, session, {"message": "add buy milk"})
+
+
+def stream_sdk_request(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    message = {"id": "m", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    body = {"id": str(uuid.uuid4()), "messages": [message], "trigger": "submit-message"}
+    return stream(api, session, body)
+
+
+def stream_replayed(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    first: Any = stream(api, session, {"message": "hi"}, **{"Idempotency-Key": "k"})
+    b"".join(first.streaming_content)
+    # The key is finished once the reply is stored.
+    for _ in range(100):
+        if IdempotencyKey.objects.filter(response_status=200).exists():
+            break
+        time.sleep(0.05)
+    response = stream(api, session, {"message": "hi"}, **{"Idempotency-Key": "k"})
+    assert response["Idempotent-Replayed"] == "true"
+    return response
+
+
+def stream_bad_trigger(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return stream(
+        api, session, {"id": str(uuid.uuid4()), "messages": [{}], "trigger": "x"}
+    )
+
+
+def stream_anonymous(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return APIClient().post(stream_url(session.user_id), {"message": "hi"})
+
+
+def stream_untrusted_origin(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    client = APIClient()
+    client.cookies["better-auth.session_token"] = quote(signed_token(session), safe="")
+    return client.post(
+        stream_url(session.user_id),
+        {"message": "hi"},
+        format="json",
+        headers={"Origin": "https://evil.example"},
+    )
+
+
+def stream_foreign_chat_id(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    other = ConversationFactory.create(owner_id="someone-else")
+    message = {"role": "user", "parts": [{"type": "text", "text": "hi"}]}
+    return stream(api, session, {"id": str(other.id), "messages": [message]})
+
+
+def stream_in_progress(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    IdempotencyKey.objects.create(
+        owner_id=session.user_id,
+        key="k-1",
+        fingerprint=request_fingerprint(
+            owner_id=session.user_id, message="hi", conversation_id=None
+        ),
+        created_at=timezone.now(),
+    )
+    return stream(api, session, {"message": "hi"}, **{"Idempotency-Key": "k-1"})
+
+
+def stream_too_large(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    return stream(api, session, {"message": "x" * 2048})
+
+
+def stream_not_json_media_type(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return api.post(stream_url(session.user_id), "hi", content_type="text/plain")
+
+
+def stream_key_reused(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    IdempotencyKey.objects.create(
+        owner_id=session.user_id,
+        key="k-1",
+        fingerprint="another request",
+        created_at=timezone.now(),
+    )
+    return stream(api, session, {"message": "hi"}, **{"Idempotency-Key": "k-1"})
+
+
+def stream_throttled(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.RATE_LIMIT_CHAT = "1/day"
+    assert stream(api, session, {}).status_code == 400  # counted all the same
+    return stream(api, session, {"message": "hi"})
+
+
+def resume_in_progress(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.AGENT_BACKEND = "agent.tests.fakes.StreamingAgent"
+    StreamingAgent.hold = True
+    posted: Any = stream(api, session, {"message": "hi"})
+    start = next(iter(posted.streaming_content))
+    conversation = json.loads(start.split(b"\n")[0][6:])["messageMetadata"]
+    response = api.get(
+        RESUME.format(
+            user_id=session.user_id, conversation_id=conversation["conversationId"]
+        )
+    )
+    StreamingAgent.release.set()
+    return response
+
+
+def resume_none(api: APIClient, session: BetterAuthSession, settings: Settings) -> Any:
+    return api.get(RESUME.format(user_id=session.user_id, conversation_id="nope"))
+
+
+def resume_anonymous(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return APIClient().get(
+        RESUME.format(user_id=session.user_id, conversation_id=uuid.uuid4())
+    )
+
+
+def resume_other_user(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    return api.get(RESUME.format(user_id="someone-else", conversation_id=uuid.uuid4()))
+
+
+def resume_throttled(
+    api: APIClient, session: BetterAuthSession, settings: Settings
+) -> Any:
+    settings.RATE_LIMIT_READ = "1/day"
+    resume_none(api, session, settings)
+    return resume_none(api, session, settings)
+
+
+STREAM_ANSWERS = [
+    (STREAM, "post", 200, stream_stub),
+    (STREAM, "post", 200, stream_sdk_request),
+    (STREAM, "post", 200, stream_replayed),
+    (STREAM, "post", 400, stream_bad_trigger),
+    (STREAM, "post", 401, stream_anonymous),
+    (STREAM, "post", 403, stream_untrusted_origin),
+    (STREAM, "post", 404, stream_foreign_chat_id),
+    (STREAM, "post", 409, stream_in_progress),
+    (STREAM, "post", 413, stream_too_large),
+    (STREAM, "post", 415, stream_not_json_media_type),
+    (STREAM, "post", 422, stream_key_reused),
+    (STREAM, "post", 429, stream_throttled),
+    (RESUME, "get", 200, resume_in_progress),
+    (RESUME, "get", 204, resume_none),
+    (RESUME, "get", 401, resume_anonymous),
+    (RESUME, "get", 404, resume_other_user),
+    (RESUME, "get", 429, resume_throttled),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "method", "status", "produce"),
+    [pytest.param(*answer, id=answer[3].__name__) for answer in STREAM_ANSWERS],
+)
+def test_real_stream_answer_conforms_to_schema(
+    openapi: dict[str, Any],
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    stream_producers: Callable[[], None],
+    path: str,
+    method: str,
+    status: int,
+    produce: Produce,
+) -> None:
+    response = produce(api, session, settings)
+
+    assert response.status_code == status, response
+    assert_conforms(openapi, path, method, response)
+    stream_producers()
+
+
 def test_every_documented_status_but_database_faults_is_produced_above(
     openapi: dict[str, Any],
 ) -> None:
@@ -1035,10 +1270,15 @@ def test_every_documented_status_but_database_faults_is_produced_above(
         for method, operation in item.items()
         for status in operation["responses"]
     }
-    produced = {(path, method, status) for path, method, status, _ in ANSWERS}
+    produced = {
+        (path, method, status)
+        for path, method, status, _ in [*ANSWERS, *STREAM_ANSWERS]
+    }
 
     assert documented - produced == {
         (CHAT, "post", 503),
+        (STREAM, "post", 503),
+        (RESUME, "get", 503),
         (LATEST, "get", 503),
         (MESSAGES, "get", 503),
         (LATEST, "delete", 503),
@@ -1138,4 +1378,4 @@ def test_schema_every_operation_takes_and_answers_a_request_id(
         assert ("header", "X-Request-ID") in headers
         for response in operation["responses"].values():
             assert response["headers"]["X-Request-ID"]["required"] is True
-    assert len(operations) == 10
+    assert len(operations) == 12

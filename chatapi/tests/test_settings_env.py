@@ -34,6 +34,7 @@ print(json.dumps({
     "SECURE_PROXY_SSL_HEADER": settings.SECURE_PROXY_SSL_HEADER,
     "SECURE_SSL_REDIRECT": settings.SECURE_SSL_REDIRECT,
     "AGENT_TIMEOUT_SECONDS": settings.AGENT_TIMEOUT_SECONDS,
+    "AGENT_STUB_STREAM_DELAY_SECONDS": settings.AGENT_STUB_STREAM_DELAY_SECONDS,
     "AGENT_CONTEXT_MESSAGES": settings.AGENT_CONTEXT_MESSAGES,
     "AGENT_CONTEXT_MAX_CHARS": settings.AGENT_CONTEXT_MAX_CHARS,
     "CHAT_MAX_MESSAGE_CHARS": settings.CHAT_MAX_MESSAGE_CHARS,
@@ -176,6 +177,34 @@ def test_settings_agent_timeout_not_a_number_refuses_to_start() -> None:
     message = improperly_configured(AGENT_TIMEOUT_SECONDS="abc", **SECRETS)
 
     assert "AGENT_TIMEOUT_SECONDS" in message
+
+
+def test_settings_stub_stream_delay_is_off_by_default_and_may_be_zero() -> None:
+    assert loaded(**SECRETS)["AGENT_STUB_STREAM_DELAY_SECONDS"] == 0
+    assert (
+        loaded(AGENT_STUB_STREAM_DELAY_SECONDS="0", **SECRETS)[
+            "AGENT_STUB_STREAM_DELAY_SECONDS"
+        ]
+        == 0
+    )
+    assert (
+        loaded(AGENT_STUB_STREAM_DELAY_SECONDS="0.2", **SECRETS)[
+            "AGENT_STUB_STREAM_DELAY_SECONDS"
+        ]
+        == 0.2
+    )
+
+
+def test_settings_stub_stream_delay_negative_refuses_to_start() -> None:
+    message = improperly_configured(AGENT_STUB_STREAM_DELAY_SECONDS="-1", **SECRETS)
+
+    assert "AGENT_STUB_STREAM_DELAY_SECONDS must be at least 0" in message
+
+
+def test_settings_agent_timeout_zero_still_refuses_to_start() -> None:
+    message = improperly_configured(AGENT_TIMEOUT_SECONDS="0", **SECRETS)
+
+    assert "AGENT_TIMEOUT_SECONDS must be greater than 0" in message
 
 
 def test_settings_secure_proxy_ssl_header_on_trusts_forwarded_proto() -> None:

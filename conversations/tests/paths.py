@@ -25,3 +25,13 @@ def conversation_url(user_id: str, conversation_id: Any) -> str:
     return reverse(
         "conversations:conversation-detail", args=[user_id, str(conversation_id)]
     )
+
+
+def stream_url(user_id: str) -> str:
+    return reverse("conversations:chat-stream", args=[user_id])
+
+
+def resume_url(user_id: str, conversation_id: Any) -> str:
+    return reverse(
+        "conversations:chat-stream-resume", args=[user_id, str(conversation_id)]
+    )

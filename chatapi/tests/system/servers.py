@@ -5,10 +5,12 @@ production settings; `PrivatePostgres` is a PostgreSQL instance of a test's
 own, which it may stop and start without disturbing anyone else's tests.
 """
 
+import datetime as dt
 import http.client
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +28,8 @@ from django.conf import settings
 
 import psycopg
 import pytest
+
+from better_auth.authentication import sign_token
 
 ROOT = Path(__file__).resolve().parents[3]
 PACED_AGENT = "agent.tests.fakes.PacedEchoAgent"
@@ -460,3 +464,29 @@ def migrate(postgres: PrivatePostgres) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def user_with_session(postgres: PrivatePostgres) -> tuple[str, str]:
+    """A Better Auth user and session, written as Better Auth writes them."""
+    user_id = secrets.token_hex(12)
+    token = secrets.token_urlsafe(24)
+    now = dt.datetime.now(dt.UTC)
+    with postgres.connect() as db:
+        db.execute(
+            'INSERT INTO "user" (id, name, email, "emailVerified", "createdAt", '
+            '"updatedAt") VALUES (%s, %s, %s, false, %s, %s)',
+            (user_id, "Restart", f"{user_id}@example.com", now, now),
+        )
+        db.execute(
+            'INSERT INTO "session" (id, token, "userId", "expiresAt", "createdAt", '
+            '"updatedAt") VALUES (%s, %s, %s, %s, %s, %s)',
+            (
+                secrets.token_hex(16),
+                token,
+                user_id,
+                now + dt.timedelta(days=1),
+                now,
+                now,
+            ),
+        )
+    return user_id, sign_token(token)

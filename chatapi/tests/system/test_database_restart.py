@@ -4,9 +4,7 @@ The database is a private instance (the `private_postgres` fixture), never
 the shared server other tests run on.
 """
 
-import datetime as dt
 import json
-import secrets
 import threading
 import time
 from collections import Counter
@@ -15,8 +13,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from better_auth.authentication import sign_token
-
 from .servers import (
     DATABASE_UNAVAILABLE,
     PACED_AGENT,
@@ -24,6 +20,7 @@ from .servers import (
     HttpResult,
     PrivatePostgres,
     record_figures,
+    user_with_session,
 )
 
 pytestmark = pytest.mark.postgresql
@@ -46,32 +43,6 @@ RETRY_PAUSE = 0.02  # after a failure, as a client retrying would
 class Sent:
     content: str
     result: HttpResult
-
-
-def user_with_session(postgres: PrivatePostgres) -> tuple[str, str]:
-    """A Better Auth user and session, written as Better Auth writes them."""
-    user_id = secrets.token_hex(12)
-    token = secrets.token_urlsafe(24)
-    now = dt.datetime.now(dt.UTC)
-    with postgres.connect() as db:
-        db.execute(
-            'INSERT INTO "user" (id, name, email, "emailVerified", "createdAt", '
-            '"updatedAt") VALUES (%s, %s, %s, false, %s, %s)',
-            (user_id, "Restart", f"{user_id}@example.com", now, now),
-        )
-        db.execute(
-            'INSERT INTO "session" (id, token, "userId", "expiresAt", "createdAt", '
-            '"updatedAt") VALUES (%s, %s, %s, %s, %s, %s)',
-            (
-                secrets.token_hex(16),
-                token,
-                user_id,
-                now + dt.timedelta(days=1),
-                now,
-                now,
-            ),
-        )
-    return user_id, sign_token(token)
 
 
 class Clients:
