@@ -156,6 +156,27 @@ def test_stream_accepts_the_ai_sdk_request_with_a_new_chat_id(
     assert len(contents) == 4
 
 
+@pytest.mark.parametrize("with_chat_id", [True, False], ids=["sdk-id", "no-id"])
+def test_stream_titles_a_new_conversation_from_its_first_message(
+    api: APIClient,
+    session: BetterAuthSession,
+    stream_producers: Callable[[], None],
+    with_chat_id: bool,
+) -> None:
+    body: dict[str, Any] = {"message": "  add   buy\nmilk  "}
+    if with_chat_id:
+        body = {
+            "id": str(uuid.uuid4()),
+            "messages": [ui_message("  add   buy\nmilk  ")],
+            "trigger": "submit-message",
+        }
+    events = read_all(post(api, session.user_id, body))
+    stream_producers()
+
+    conversation_id = events[0]["messageMetadata"]["conversationId"]
+    assert Conversation.objects.get(pk=conversation_id).title == "add buy milk"
+
+
 def test_stream_accepts_the_single_message_form(
     api: APIClient, session: BetterAuthSession, stream_producers: Callable[[], None]
 ) -> None:
