@@ -32,34 +32,16 @@ def agent_reply_generate(
 ) -> AgentReply:
     """Ask the configured backend for a reply, waiting AGENT_TIMEOUT_SECONDS.
 
-    The backend runs in a thread of its own; the caller must hold no
-    transaction. Raises AgentTimeoutError when the deadline passes (a reply
-    that arrives later is dropped) and AgentError when the backend raises
-    or returns something that cannot be stored.
+    The backend's `generate_response` runs in a thread of its own; the
+    caller must hold no transaction. Raises AgentTimeoutError when the
+    deadline passes (a reply that arrives later is dropped) and AgentError
+    when the backend raises or returns something that cannot be stored.
     """
-    backend = _backend()
-    timeout = settings.AGENT_TIMEOUT_SECONDS
-    call = _AgentCall(backend, user_id=user_id, message=message, history=history)
-    started = time.monotonic()
-    call.start()
-    call.join(timeout)
-    if call.is_alive():
-        logger.warning(
-            "Agent timed out after %.1fs for user %s; its reply will be dropped",
-            timeout,
-            user_id,
-        )
-        raise AgentTimeoutError()
-    if call.error is not None:
-        logger.error(
-            "Agent failed for user %s after %.2fs: %r",
-            user_id,
-            time.monotonic() - started,
-            call.error,
-            exc_info=call.error,
-        )
-        raise AgentError() from call.error
-    return _checked(call.reply)
+    for _, reply in _agent_run(
+        user_id=user_id, message=message, history=history, stream=False
+    ):
+        return _checked(reply)
+    raise AgentError()  # unreachable: the reply comes before the end
 
 
 def agent_reply_stream(
@@ -75,9 +57,36 @@ def agent_reply_stream(
     later items are dropped); AgentError when the backend raises or yields
     something that cannot be stored. The caller must hold no transaction.
     """
+    for kind, value in _agent_run(
+        user_id=user_id, message=message, history=history, stream=True
+    ):
+        if kind == _REPLY:
+            reply = _checked(value)
+            yield from reply.tool_calls
+            yield reply.content
+            continue
+        problem = _item_problem(value)
+        if problem:
+            logger.error("Agent streamed an unusable item: %s", problem)
+            raise AgentError()
+        yield value
+
+
+def _agent_run(
+    *, user_id: str, message: str, history: Sequence[HistoryMessage], stream: bool
+) -> Iterator[tuple[str, Any]]:
+    """The backend's output in a thread of its own, as (`_ITEM` or
+    `_REPLY`, value) until it is done, all within AGENT_TIMEOUT_SECONDS.
+
+    Raises AgentTimeoutError when the deadline passes and AgentError when
+    the backend raises; either way, or when the caller stops reading, the
+    thread is told to stop.
+    """
     backend = _backend()
     timeout = settings.AGENT_TIMEOUT_SECONDS
-    call = _AgentStream(backend, user_id=user_id, message=message, history=history)
+    call = _AgentCall(
+        backend, user_id=user_id, message=message, history=history, stream=stream
+    )
     started = time.monotonic()
     deadline = started + timeout
     call.start()
@@ -106,16 +115,7 @@ def agent_reply_stream(
                     exc_info=value,
                 )
                 raise AgentError() from value
-            if kind == _REPLY:
-                reply = _checked(value)
-                yield from reply.tool_calls
-                yield reply.content
-                continue
-            problem = _item_problem(value)
-            if problem:
-                logger.error("Agent streamed an unusable item: %s", problem)
-                raise AgentError()
-            yield value
+            yield kind, value
     finally:
         call.stopped.set()
 
@@ -128,40 +128,14 @@ def _backend() -> Any:
         raise AgentError() from exc
 
 
-class _AgentCall(threading.Thread):
-    def __init__(
-        self,
-        backend: Any,
-        *,
-        user_id: str,
-        message: str,
-        history: Sequence[HistoryMessage],
-    ) -> None:
-        super().__init__(name="agent-call", daemon=True)
-        self.backend = backend
-        self.kwargs = {"user_id": user_id, "message": message, "history": history}
-        self.reply: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.reply = self.backend.generate_response(**self.kwargs)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            # A backend that touched the ORM opened connections in this
-            # thread; nobody else will close them.
-            connections.close_all()
-
-
-# What an _AgentStream puts on its queue: (kind, value).
+# What an _AgentCall puts on its queue: (kind, value).
 _ITEM, _REPLY, _DONE, _FAILED = "item", "reply", "done", "failed"
 
 
-class _AgentStream(threading.Thread):
-    """Iterates the backend's `stream_response` (or calls its
-    `generate_response`), putting what it gets on `items`, until the
-    reader sets `stopped`."""
+class _AgentCall(threading.Thread):
+    """Calls the backend's `generate_response`, or iterates its
+    `stream_response` (with `stream`, when it has one), putting what it gets
+    on `items`, until the reader sets `stopped`."""
 
     def __init__(
         self,
@@ -170,9 +144,11 @@ class _AgentStream(threading.Thread):
         user_id: str,
         message: str,
         history: Sequence[HistoryMessage],
+        stream: bool,
     ) -> None:
-        super().__init__(name="agent-stream", daemon=True)
+        super().__init__(name="agent-stream" if stream else "agent-call", daemon=True)
         self.backend = backend
+        self.stream = stream
         self.kwargs = {"user_id": user_id, "message": message, "history": history}
         self.items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.stopped = threading.Event()
@@ -180,7 +156,7 @@ class _AgentStream(threading.Thread):
     def run(self) -> None:
         try:
             stream = getattr(self.backend, "stream_response", None)
-            if stream is None:
+            if stream is None or not self.stream:
                 self.items.put((_REPLY, self.backend.generate_response(**self.kwargs)))
             else:
                 items = stream(**self.kwargs)
@@ -197,6 +173,8 @@ class _AgentStream(threading.Thread):
         except BaseException as exc:
             self.items.put((_FAILED, exc))
         finally:
+            # A backend that touched the ORM opened connections in this
+            # thread; nobody else will close them.
             connections.close_all()
 
 
