@@ -210,8 +210,9 @@ def conversation_latest(*, owner_id: str) -> tuple[Any, ...] | None:
 # size of the message's other keys and values; `running`
 # the sum of the costs from the newest message down. Only the messages up
 # to the bound (always the newest one) are returned, and the count of the
-# `limit` messages read, so that the caller knows older ones exist. The
-# content of a message left out is never read out of its TOAST storage.
+# `limit` messages read, so that the caller knows older ones exist. Costing
+# reads every content of the window in the database; a message left out is
+# never sent to the app.
 PAGE_SQL = """
 SELECT m.id, m.role, m.content, m.created_at, m.tool_calls, m.read,
        {before_sequence} AS before_sequence
