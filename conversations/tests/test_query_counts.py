@@ -10,7 +10,11 @@ are checked in both kinds of test. Django's per-request `SELECT 1`
 connection health check is not counted here (docs/PERFORMANCE.md).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 import pytest
@@ -18,13 +22,19 @@ from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
 from better_auth.models import BetterAuthSession
+from conversations import streaming
 from conversations.models import Conversation, Message, ToolCall
 from conversations.tests.factories import (
     ConversationFactory,
     ToolCallFactory,
     conversation_with_messages,
 )
-from conversations.tests.paths import conversation_url, latest_url, list_url
+from conversations.tests.paths import (
+    conversation_url,
+    latest_url,
+    list_url,
+    stream_url,
+)
 
 AUTHENTICATION = 1
 GET_CONVERSATIONS = AUTHENTICATION + 1
@@ -180,6 +190,62 @@ def test_post_chat_is_three_statements_new_four_existing(
     assistant = Message.objects.get(pk=body["assistant_message_id"])
     assert ToolCall.objects.filter(message=assistant).count() == len(body["tool_calls"])
     assert len(body["tool_calls"]) == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("existing", [False, True])
+def test_post_chat_stream_costs_the_json_chats_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    settings: Settings,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    monkeypatch: pytest.MonkeyPatch,
+    stream_producers: Callable[[], None],
+    existing: bool,
+) -> None:
+    """The streamed chat: authentication, the user message and the history
+    in the request thread; the reply with its tool calls in the producer's,
+    one statement: the JSON chat's budget, split between two threads."""
+    settings.AGENT_BACKEND = STUB
+    stored: list[str] = []
+    store = streaming.ReplyProducer._store
+
+    def counted_store(
+        producer: streaming.ReplyProducer, write: Callable[[], Any]
+    ) -> Any:
+        def counted() -> Any:
+            # `connection` is the producer thread's own here.
+            with CaptureQueriesContext(connection) as captured:
+                result = write()
+            stored.extend(q["sql"] for q in captured.captured_queries)
+            return result
+
+        return store(producer, counted)
+
+    monkeypatch.setattr(streaming.ReplyProducer, "_store", counted_store)
+    payload = {"message": "add buy milk"}
+    if existing:
+        payload["conversation_id"] = str(
+            conversation_with_messages(session.user_id, 40).id
+        )
+    budget = POST_CHAT_EXISTING if existing else POST_CHAT_NEW
+    replies = Message.objects.filter(role=Message.Role.ASSISTANT).count()
+
+    with django_assert_num_queries(budget - 1) as captured:
+        response: Any = api.post(stream_url(session.user_id), payload, format="json")
+    body = b"".join(response.streaming_content)
+    stream_producers()
+
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert len(stored) == 1
+    assert stored[0].split()[:2] == ["WITH", "c"]
+    assert not [
+        sql
+        for sql in [*stored, *(q["sql"] for q in captured.captured_queries)]
+        if sql.split()[0].upper() in TRANSACTION_CONTROL
+    ]
+    assert Message.objects.filter(role=Message.Role.ASSISTANT).count() == replies + 1
 
 
 @pytest.mark.postgresql
