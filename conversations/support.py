@@ -40,6 +40,7 @@ from conversations.models import (
     ToolCall,
     ToolCallStatus,
 )
+from conversations.services import conversations_delete
 
 __all__ = [
     "conversation_transcript",
@@ -440,28 +441,24 @@ def user_data_counts(*, owner_id: str) -> UserDataCounts:
 
 def user_data_delete(*, owner_id: str) -> UserDataCounts:
     """Delete everything stored for the owner (USER_DATA_MODELS), in one
-    transaction; Better Auth's rows stay.
+    transaction; Better Auth's rows stay. Returns what was deleted.
 
     The conversations are locked first, so a chat request writing to one of
-    them waits, then finds it gone. The Idempotency-Keys go too: they hold
-    the assistant's replies, which a repeated request would otherwise get
-    back. Returns what was deleted.
+    them waits, then finds it gone; they go as the API deletes them
+    (services.conversations_delete: on PostgreSQL one statement, no message
+    loaded). The Idempotency-Keys go too: they hold the assistant's replies,
+    which a repeated request would otherwise get back.
     """
     with transaction.atomic():
-        locked = list(
+        list(
             Conversation.objects.select_for_update()
             .filter(owner_id=owner_id)
             .values_list("pk", flat=True)
         )
-        _, deleted = Conversation.objects.filter(pk__in=locked).delete()
-        _, deleted_keys = IdempotencyKey.objects.filter(owner_id=owner_id).delete()
-    deleted |= deleted_keys
-    return UserDataCounts(
-        conversations=deleted.get(Conversation._meta.label, 0),
-        messages=deleted.get(Message._meta.label, 0),
-        tool_calls=deleted.get(ToolCall._meta.label, 0),
-        idempotency_keys=deleted.get(IdempotencyKey._meta.label, 0),
-    )
+        counts = user_data_counts(owner_id=owner_id)
+        conversations_delete(owner_id=owner_id)
+        IdempotencyKey.objects.filter(owner_id=owner_id).delete()
+    return counts
 
 
 # Staff access

@@ -12,7 +12,9 @@ from pathlib import Path
 from django.apps import apps
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import Field, ForeignObjectRel, Model
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import pytest
@@ -20,12 +22,13 @@ import pytest
 from better_auth.models import BetterAuthSession, BetterAuthUser
 from better_auth.tests.factories import BetterAuthSessionFactory, BetterAuthUserFactory
 from conversations.models import Conversation, IdempotencyKey, Message, ToolCall
-from conversations.support import USER_DATA_MODELS
+from conversations.support import USER_DATA_MODELS, user_data_delete
 from conversations.tests.factories import (
     ConversationFactory,
     IdempotencyKeyFactory,
     MessageFactory,
     ToolCallFactory,
+    conversation_with_messages,
 )
 
 pytestmark = pytest.mark.django_db
@@ -498,3 +501,24 @@ def test_an_email_shared_up_to_non_ascii_case_is_refused_on_postgresql() -> None
     assert error.returncode == 1
     assert "2 Better Auth users" in str(error)
     assert table_counts() == before
+
+
+@pytest.mark.postgresql
+def test_erasure_statements_do_not_grow_with_the_messages() -> None:
+    """The conversations go as the API deletes them: one DELETE of them with
+    their messages and tool calls, none loaded into Python."""
+    small, large = BetterAuthUserFactory.create(), BetterAuthUserFactory.create()
+    conversation_with_messages(small.id, 2)
+    for _ in range(3):
+        conversation_with_messages(large.id, 60)
+
+    statements: list[int] = []
+    for user in (small, large):
+        with CaptureQueriesContext(connection) as captured:
+            counts = user_data_delete(owner_id=user.id)
+        statements.append(len(captured.captured_queries))
+
+    assert counts.conversations == 3
+    assert counts.messages == 180
+    assert statements[0] == statements[1]
+    assert not Message.objects.filter(conversation__owner_id=large.id).exists()
