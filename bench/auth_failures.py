@@ -11,16 +11,12 @@ SQLite file (a PostgreSQL URL is migrated and gets a bench user).
 """
 
 import argparse
-import io
 import json
-import logging
-import os
 import secrets
-import tempfile
 import time
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
+
+from bench.inapp import app_load, session_token, wsgi_request
 
 WARM_UP = 50
 
@@ -30,43 +26,21 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="bench-auth-")
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="chatapi.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="bench-" + "k" * 50,
-        BETTER_AUTH_SECRET="bench-" + "s" * 32,
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DATABASE_URL=args.database_url or f"sqlite:///{folder}/db.sqlite3",
-        RATE_LIMIT_READ="off",
-    )
-    import django
-
-    django.setup()
+    application = app_load(args.database_url)
     from django.core.cache import cache
-    from django.core.management import call_command
     from django.db import connection
     from django.test.utils import CaptureQueriesContext, override_settings
-    from django.utils import timezone
 
-    from better_auth.models import BetterAuthSession, BetterAuthUser
-    from better_auth.tables import better_auth_tables_ensure
-    from chatapi.wsgi import application
+    token = session_token("bench-auth")
 
-    logging.disable(logging.CRITICAL)
-    call_command("migrate", verbosity=0)
-    better_auth_tables_ensure()
-    user, _ = BetterAuthUser.objects.get_or_create(
-        id="bench-auth", defaults={"email": "bench-auth@example.com", "name": "B"}
-    )
-    token = secrets.token_urlsafe(24)
-    BetterAuthSession.objects.create(
-        id=secrets.token_hex(16),
-        token=token,
-        user=user,
-        expires_at=timezone.now() + timedelta(days=1),
-    )
-    request = _caller(application, f"/api/v1/users/{user.id}/conversations")
+    def request(credential: str) -> int:
+        return wsgi_request(
+            application,
+            "/api/v1/users/bench-auth/conversations",
+            REMOTE_ADDR="203.0.113.7",
+            HTTP_AUTHORIZATION=f"Bearer {credential}",
+        )
+
     results: dict[str, Any] = {}
     for rate in ["off", "30/minute"]:
         with override_settings(RATE_LIMIT_AUTH_FAILURES=rate):
@@ -89,31 +63,6 @@ def main() -> None:
                     "cpu_ms": round(elapsed / args.requests * 1000, 3),
                 }
     print(json.dumps(results, indent=1))  # noqa: T201 (the command's output)
-
-
-def _caller(application: Callable[..., Any], path: str) -> Callable[[str], int]:
-    def request(token: str) -> int:
-        environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": path,
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "80",
-            "HTTP_HOST": "127.0.0.1",
-            "REMOTE_ADDR": "203.0.113.7",
-            "HTTP_AUTHORIZATION": f"Bearer {token}",
-            "wsgi.input": io.BytesIO(b""),
-            "wsgi.url_scheme": "http",
-        }
-        status: list[str] = []
-
-        def start_response(line: str, headers: object) -> None:
-            status.append(line)
-
-        b"".join(application(environ, start_response))
-        return int(status[0].split()[0])
-
-    return request
 
 
 if __name__ == "__main__":

@@ -10,16 +10,11 @@ each request's status, wall-clock and process-CPU seconds as JSON.
 """
 
 import argparse
-import io
 import json
-import logging
-import os
-import secrets
-import tempfile
 import time
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
+
+from bench.inapp import WsgiApp, app_load, session_token, wsgi_request
 
 
 def main() -> None:
@@ -27,41 +22,8 @@ def main() -> None:
     parser.add_argument("--charset", default="punycode")
     parser.add_argument("--size", type=int, default=1024 * 1024)
     args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="bench-charset-")
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="chatapi.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="bench-" + "k" * 50,
-        BETTER_AUTH_SECRET="bench-" + "s" * 32,
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DATABASE_URL=f"sqlite:///{folder}/db.sqlite3",
-        RATE_LIMIT_CHAT="off",
-        RATE_LIMIT_READ="off",
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.utils import timezone
-
-    from better_auth.models import BetterAuthSession, BetterAuthUser
-    from better_auth.tables import better_auth_tables_ensure
-    from chatapi.wsgi import application
-
-    logging.disable(logging.CRITICAL)
-    call_command("migrate", verbosity=0)
-    better_auth_tables_ensure()
-    user = BetterAuthUser.objects.create(id="bench", email="b@example.com", name="B")
-    token = secrets.token_urlsafe(24)
-    now = timezone.now()
-    BetterAuthSession.objects.create(
-        id="bench-session",
-        token=token,
-        user=user,
-        expires_at=now + timedelta(days=1),
-        created_at=now,
-        updated_at=now,
-    )
+    application = app_load()
+    token = session_token("bench")
     body = b"a" * args.size
     # Django refuses a urlencoded form in any charset but UTF-8; a
     # multipart form's fields are decoded with the declared charset.
@@ -81,7 +43,7 @@ def main() -> None:
         ),
         "chat_api": _timed(
             application,
-            f"/api/v1/users/{user.id}/chat",
+            "/api/v1/users/bench/chat",
             body,
             "application/json; charset=" + args.charset,
             HTTP_AUTHORIZATION=f"Bearer {token}",
@@ -91,34 +53,19 @@ def main() -> None:
 
 
 def _timed(
-    application: Callable[..., Any],
-    path: str,
-    body: bytes,
-    content_type: str,
-    **headers: str,
+    application: WsgiApp, path: str, body: bytes, content_type: str, **headers: str
 ) -> dict[str, Any]:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "127.0.0.1",
-        "CONTENT_TYPE": content_type,
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        **headers,
-    }
-    status: list[str] = []
-
-    def start_response(line: str, response_headers: object) -> None:
-        status.append(line)
-
     wall, cpu = time.perf_counter(), time.process_time()
-    b"".join(application(environ, start_response))
+    status = wsgi_request(
+        application,
+        path,
+        method="POST",
+        body=body,
+        content_type=content_type,
+        **headers,
+    )
     return {
-        "status": int(status[0].split()[0]),
+        "status": status,
         "wall_s": round(time.perf_counter() - wall, 3),
         "cpu_s": round(time.process_time() - cpu, 3),
     }

@@ -10,14 +10,12 @@ means running this in each, alternating, several times.
 """
 
 import argparse
-import io
 import json
-import logging
-import os
 import time
 from collections.abc import Callable
 
 from bench import seed
+from bench.inapp import WsgiApp, app_load, wsgi_request
 from bench.run import Scenario, scenarios
 
 WARM_UP = 50
@@ -29,19 +27,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=seed.DEFAULT_DATABASE_URL)
     parser.add_argument("names", nargs="*", help="scenarios (default: all)")
     args = parser.parse_args()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="chatapi.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY="bench-" + "k" * 50,
-        BETTER_AUTH_SECRET="bench-" + "s" * 32,
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DATABASE_URL=args.database_url,
-        RATE_LIMIT_CHAT="off",
-        RATE_LIMIT_READ="off",
-    )
-    from chatapi.wsgi import application
-
-    logging.disable(logging.CRITICAL)
+    application = app_load(args.database_url)
     found = {scenario.name: scenario for scenario in scenarios()}
     results = {}
     for name in args.names or list(found):
@@ -56,34 +42,22 @@ def main() -> None:
     print(json.dumps(results))  # noqa: T201 (the command's output)
 
 
-def _caller(
-    application: Callable[..., object], scenario: Scenario
-) -> Callable[[int], None]:
+def _caller(application: WsgiApp, scenario: Scenario) -> Callable[[int], None]:
+    bodies = scenario.bodies or ("",)
+    path, _, query = scenario.path.partition("?")
+    authorization = f"Bearer {seed.token(scenario.user)}"
+
     def request(number: int) -> None:
-        bodies = scenario.bodies or ("",)
-        body = bodies[number % len(bodies)].encode()
-        path, _, query = scenario.path.partition("?")
-        environ = {
-            "REQUEST_METHOD": scenario.method,
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "80",
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_AUTHORIZATION": f"Bearer {seed.token(scenario.user)}",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-        }
-        status: list[str] = []
-
-        def start_response(line: str, headers: object) -> None:
-            status.append(line)
-
-        b"".join(application(environ, start_response))  # type: ignore[arg-type]
-        if not status[0].startswith("200"):
-            raise RuntimeError(f"{scenario.name}: {status[0]}")
+        status = wsgi_request(
+            application,
+            path,
+            method=scenario.method,
+            query=query,
+            body=bodies[number % len(bodies)].encode(),
+            HTTP_AUTHORIZATION=authorization,
+        )
+        if status != 200:
+            raise RuntimeError(f"{scenario.name}: {status}")
 
     return request
 
