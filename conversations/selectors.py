@@ -219,22 +219,14 @@ def message_page(
     `before` is not one of its messages.
     """
     max_bytes = settings.MESSAGES_PAGE_MAX_BYTES - PAGE_OVERHEAD_BYTES
-    if _fast_path():
-        newest_first, read = _message_page_postgresql(
-            owner_id=owner_id,
-            conversation_id=conversation_id,
-            limit=limit + 1,
-            before=before,
-            max_bytes=max_bytes,
-        )
-    else:
-        newest_first, read = _message_page_orm(
-            owner_id=owner_id,
-            conversation_id=conversation_id,
-            limit=limit + 1,
-            before=before,
-            max_bytes=max_bytes,
-        )
+    read_page = _message_page_postgresql if _fast_path() else _message_page_orm
+    newest_first, read = read_page(
+        owner_id=owner_id,
+        conversation_id=conversation_id,
+        limit=limit + 1,
+        before=before,
+        max_bytes=max_bytes,
+    )
     page = newest_first[:limit][::-1]
     # Older messages exist when some that were read are left out, by the
     # limit (limit + 1 were asked for) or by the byte bound.
