@@ -35,16 +35,31 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelUsage:
+    """What answering cost: the model that answered and the tokens it used,
+    summed over every model call of the reply (None when the API did not
+    say). Stored with the assistant message, for operators; never shown to
+    the user."""
+
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AgentReply:
-    """The assistant's answer: its text and the tool calls behind it."""
+    """The assistant's answer: its text, the tool calls behind it and, from
+    a real model, what it cost."""
 
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
+    usage: ModelUsage | None = None
 
 
 # An item of a streamed reply: a `str` is the next piece of the reply's
-# text; a ToolCall is a tool the agent called, in the order it called them.
-StreamItem: TypeAlias = str | ToolCall
+# text; a ToolCall is a tool the agent called, in the order it called them;
+# a ModelUsage (at most one, usually last) is what the reply cost.
+StreamItem: TypeAlias = str | ToolCall | ModelUsage
 
 
 class AgentBackend(Protocol):
@@ -82,7 +97,7 @@ class StreamingAgentBackend(AgentBackend, Protocol):
     ) -> Iterable[StreamItem]:
         """Answer `message` as it is produced: the same arguments as
         `generate_response`; items in order, each a `str` (the next piece
-        of the text) or a `ToolCall`.
+        of the text), a `ToolCall`, or the reply's `ModelUsage`.
 
         The reply is the pieces joined, with the tool calls in the order
         they came. Raise `agent.exceptions.AgentError` (at any point) when
