@@ -1,4 +1,5 @@
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
@@ -32,3 +33,32 @@ def check_agent_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         ]
     return []
+
+
+@register()
+def check_openai_agent(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The real model's settings (CONTRACT §10), when AGENT_BACKEND is it."""
+    if (
+        BACKENDS.get(settings.AGENT_BACKEND, settings.AGENT_BACKEND)
+        != BACKENDS["openai"]
+    ):
+        return []
+    errors: list[CheckMessage] = [
+        Error(
+            f"{name} must be set for the OpenAI-compatible agent.",
+            hint="See .env.example; `manage.py check_agent` tries the configuration.",
+            id="agent.E003",
+        )
+        for name in ("OPENAI_API_KEY", "AGENT_MODEL")
+        if not getattr(settings, name)
+    ]
+    errors += [
+        Error(
+            f"AGENT_MCP_SERVERS: {server!r} is not an http:// or https:// URL.",
+            id="agent.E004",
+        )
+        for server in settings.AGENT_MCP_SERVERS
+        if urlsplit(server).scheme not in ("http", "https")
+        or not urlsplit(server).netloc
+    ]
+    return errors

@@ -11,7 +11,10 @@ from django.utils.module_loading import import_string
 from agent.backends.base import AgentBackend
 
 # Short names for the backends shipped here; any dotted path works too.
-BACKENDS = {"stub": "agent.backends.stub.StubAgent"}
+BACKENDS = {
+    "stub": "agent.backends.stub.StubAgent",
+    "openai": "agent.backends.openai.OpenAIAgent",
+}
 
 
 def get_backend() -> AgentBackend:
