@@ -1,6 +1,6 @@
 """Loading the configured agent backend (`AGENT_BACKEND`)."""
 
-import functools
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -16,20 +16,32 @@ BACKENDS = {
     "openai": "agent.backends.openai.OpenAIAgent",
 }
 
+_instances: dict[str, AgentBackend] = {}
+_lock = threading.Lock()
+
 
 def get_backend() -> AgentBackend:
     """The process-wide instance of the backend AGENT_BACKEND names."""
-    return _load(settings.AGENT_BACKEND)
-
-
-@functools.cache
-def _load(name: str) -> AgentBackend:
-    backend_class = import_string(BACKENDS.get(name, name))
-    backend: AgentBackend = backend_class()
+    name = settings.AGENT_BACKEND
+    backend = _instances.get(name)
+    if backend is None:
+        with _lock:
+            backend = _instances.get(name)
+            if backend is None:
+                backend_class = import_string(BACKENDS.get(name, name))
+                backend = _instances[name] = backend_class()
     return backend
 
 
 @receiver(setting_changed)
 def _forget_backend(*, setting: str, **kwargs: Any) -> None:
-    if setting == "AGENT_BACKEND":
-        _load.cache_clear()
+    """A backend reads its settings when it is made: make a new one when
+    they change (tests), closing the old one if it can be closed."""
+    if setting.startswith(("AGENT_", "OPENAI_")):
+        with _lock:
+            backends = list(_instances.values())
+            _instances.clear()
+        for backend in backends:
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()

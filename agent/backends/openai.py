@@ -169,7 +169,13 @@ class _EventLoop:
         )
 
     def stop(self) -> None:
+        """Cancel the replies in progress, close the clients, end the thread."""
+
         async def close() -> None:
+            replies = asyncio.all_tasks() - {asyncio.current_task()}
+            for reply in replies:
+                reply.cancel()
+            await asyncio.gather(*replies, return_exceptions=True)
             await self.client.close()
             await self.mcp_http.aclose()
 
