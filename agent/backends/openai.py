@@ -234,7 +234,11 @@ class _Reply:
     async def run(self) -> None:
         try:
             with anyio.fail_after(settings.AGENT_TIMEOUT_SECONDS):
-                async with _toolbox(self.mcp_http, self.user_id) as toolbox:
+                # No tool rounds: no tools to list.
+                servers = (
+                    settings.AGENT_MCP_SERVERS if settings.AGENT_MAX_TOOL_ROUNDS else []
+                )
+                async with _toolbox(servers, self.mcp_http, self.user_id) as toolbox:
                     await self._converse(toolbox)
         except TimeoutError:
             raise AgentTimeoutError() from None
@@ -470,13 +474,13 @@ def _failed(name: str, parameters: dict[str, Any], error: str) -> tuple[ToolCall
 
 @asynccontextmanager
 async def _toolbox(
-    mcp_http: httpx2.AsyncClient, user_id: str
+    servers: Sequence[str], mcp_http: httpx2.AsyncClient, user_id: str
 ) -> AsyncIterator[Toolbox]:
-    """The tools of AGENT_MCP_SERVERS, connected for the length of a reply;
-    a server that cannot be reached is left out and logged."""
+    """The tools of MCP `servers`, connected for the length of a reply; a
+    server that cannot be reached is left out and logged."""
     toolbox = Toolbox(user_id)
     async with AsyncExitStack() as stack:
-        for server in settings.AGENT_MCP_SERVERS:
+        for server in servers:
             try:
                 client = await stack.enter_async_context(mcp_session(server, mcp_http))
                 tools = await mcp_tools_list(client)
