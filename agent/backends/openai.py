@@ -24,8 +24,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,16 +231,35 @@ class _Reply:
         self.usage = ModelUsage(model=settings.AGENT_MODEL)
 
     async def run(self) -> None:
+        failure: Exception | None = None
         try:
             with anyio.fail_after(settings.AGENT_TIMEOUT_SECONDS):
                 # No tool rounds: no tools to list.
-                servers = (
+                urls = (
                     settings.AGENT_MCP_SERVERS if settings.AGENT_MAX_TOOL_ROUNDS else []
                 )
-                async with _toolbox(servers, self.mcp_http, self.user_id) as toolbox:
-                    await self._converse(toolbox)
+                servers = [McpServer(url, self.mcp_http) for url in urls]
+                async with anyio.create_task_group() as sessions:
+                    for server in servers:
+                        sessions.start_soon(server.serve)
+                    toolbox = Toolbox(self.user_id)
+                    for server in servers:
+                        await server.ready.wait()
+                        if server.client is not None:
+                            toolbox.add(server.client, server.url, server.tools)
+                    try:
+                        await self._converse(toolbox)
+                    except Exception as exc:
+                        # Raised below, once the sessions are closed: out of
+                        # the task group it would come wrapped in a group.
+                        failure = exc
+                    finally:
+                        for server in servers:
+                            server.done.set()
         except TimeoutError:
             raise AgentTimeoutError() from None
+        if failure is not None:
+            raise failure
         self.emit(self.usage)
 
     async def _converse(self, toolbox: "Toolbox") -> None:
@@ -472,49 +490,48 @@ def _failed(name: str, parameters: dict[str, Any], error: str) -> tuple[ToolCall
     return ToolCall(name, parameters, error, "error"), f"Error: {error}"
 
 
-@asynccontextmanager
-async def _toolbox(
-    servers: Sequence[str], mcp_http: httpx2.AsyncClient, user_id: str
-) -> AsyncIterator[Toolbox]:
-    """The tools of MCP `servers`, connected for the length of a reply; a
-    server that cannot be reached is left out and logged."""
-    toolbox = Toolbox(user_id)
-    async with AsyncExitStack() as stack:
-        for server in servers:
-            try:
-                client = await stack.enter_async_context(mcp_session(server, mcp_http))
-                tools = await mcp_tools_list(client)
-            except Exception as exc:
+class McpServer:
+    """A session with one MCP server for the length of a reply, in a task of
+    its own, so that a server failing mid-reply fails its own tool calls
+    only. `ready` is set once its tools are listed (`client` set) or it
+    cannot be reached (left out, logged); `done` ends the session."""
+
+    def __init__(self, url: str, http: httpx2.AsyncClient) -> None:
+        self.url = url
+        self.http = http
+        self.client: Client | None = None
+        self.tools: list[Any] = []
+        self.ready = anyio.Event()
+        self.done = anyio.Event()
+
+    async def serve(self) -> None:
+        try:
+            async with mcp_client(self.url, self.http) as client:
+                self.tools = await mcp_tools_list(client)
+                self.client = client
+                self.ready.set()
+                await self.done.wait()
+        except Exception as exc:
+            if self.client is None:
                 logger.warning(
                     "MCP server %s cannot be reached; its tools are left out: %r",
-                    server,
+                    self.url,
                     exc,
                 )
-                continue
-            toolbox.add(client, server, tools)
-        yield toolbox
+            else:
+                logger.warning(
+                    "The session with MCP server %s failed: %r", self.url, exc
+                )
+        finally:
+            self.ready.set()
 
 
-@asynccontextmanager
-async def mcp_session(
-    server: str, mcp_http: httpx2.AsyncClient
-) -> AsyncIterator[Client]:
-    """A session with MCP server `server`; failing to close it is logged, not
-    raised: the reply is made by then."""
-    client = Client(
-        streamable_http_client(server, http_client=mcp_http),
+def mcp_client(url: str, http: httpx2.AsyncClient) -> Client:
+    """A client of the MCP server at `url` (streamable HTTP), to enter."""
+    return Client(
+        streamable_http_client(url, http_client=http),
         read_timeout_seconds=settings.AGENT_MCP_TIMEOUT_SECONDS,
     )
-    await client.__aenter__()
-    try:
-        yield client
-    finally:
-        try:
-            await client.__aexit__(None, None, None)
-        except Exception as exc:
-            logger.warning(
-                "Closing the session with MCP server %s failed: %r", server, exc
-            )
 
 
 async def mcp_tools_list(client: Client) -> list[Any]:

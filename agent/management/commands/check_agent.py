@@ -13,7 +13,7 @@ from agent.backends.openai import (
     FUNCTION_NAME,
     USER_ID,
     Toolbox,
-    mcp_session,
+    mcp_client,
     mcp_tools_list,
 )
 
@@ -114,7 +114,7 @@ class Command(BaseCommand):
             for server in servers:
                 self.stdout.write(f"MCP server {server}:")
                 try:
-                    async with mcp_session(server, http) as client:
+                    async with mcp_client(server, http) as client:
                         tools = await mcp_tools_list(client)
                 except Exception as exc:
                     self._problem(f"cannot reach MCP server {server}: {exc!r}")
