@@ -19,12 +19,21 @@ from django.conf import settings
 from django.db import connections
 
 from agent.backends import get_backend
-from agent.backends.base import AgentReply, HistoryMessage, StreamItem, ToolCall
+from agent.backends.base import (
+    AgentReply,
+    HistoryMessage,
+    ModelUsage,
+    StreamItem,
+    ToolCall,
+)
 from agent.exceptions import AgentError, AgentTimeoutError
 
 logger = logging.getLogger(__name__)
 
 TOOL_NAME_MAX_LENGTH = 255
+MODEL_NAME_MAX_LENGTH = 255
+# Token counts are stored in PostgreSQL integer columns.
+TOKENS_LIMIT = 2**31
 
 
 def agent_reply_generate(
@@ -52,11 +61,13 @@ def agent_reply_stream(
     Items are the backend's `stream_response` items (see
     agent.backends.base.StreamingAgentBackend), each checked before it is
     yielded; a backend without `stream_response` gives its tool calls, then
-    its text as one piece. AGENT_TIMEOUT_SECONDS bounds the whole iteration:
-    AgentTimeoutError when it passes (the backend is told to stop and its
-    later items are dropped); AgentError when the backend raises or yields
-    something that cannot be stored. The caller must hold no transaction.
+    its text as one piece, then its usage if any. AGENT_TIMEOUT_SECONDS
+    bounds the whole iteration: AgentTimeoutError when it passes (the
+    backend is told to stop and its later items are dropped); AgentError
+    when the backend raises or yields something that cannot be stored (a
+    second ModelUsage included). The caller must hold no transaction.
     """
+    usage_seen = False
     for kind, value in _agent_run(
         user_id=user_id, message=message, history=history, stream=True
     ):
@@ -64,8 +75,14 @@ def agent_reply_stream(
             reply = _checked(value)
             yield from reply.tool_calls
             yield reply.content
+            if reply.usage is not None:
+                yield reply.usage
             continue
         problem = _item_problem(value)
+        if problem is None and isinstance(value, ModelUsage):
+            if usage_seen:
+                problem = "more than one ModelUsage"
+            usage_seen = True
         if problem:
             logger.error("Agent streamed an unusable item: %s", problem)
             raise AgentError()
@@ -78,9 +95,10 @@ def _agent_run(
     """The backend's output in a thread of its own, as (`_ITEM` or
     `_REPLY`, value) until it is done, all within AGENT_TIMEOUT_SECONDS.
 
-    Raises AgentTimeoutError when the deadline passes and AgentError when
-    the backend raises; either way, or when the caller stops reading, the
-    thread is told to stop.
+    Raises AgentTimeoutError when the deadline passes or the backend raises
+    one itself, and AgentError when the backend raises anything else;
+    either way, or when the caller stops reading, the thread is told to
+    stop.
     """
     backend = _backend()
     timeout = settings.AGENT_TIMEOUT_SECONDS
@@ -114,6 +132,10 @@ def _agent_run(
                     value,
                     exc_info=value,
                 )
+                # A backend that enforces a deadline of its own (its API
+                # client's timeout) says so: still a 504, not a 502.
+                if isinstance(value, AgentTimeoutError):
+                    raise AgentTimeoutError() from value
                 raise AgentError() from value
             yield kind, value
     finally:
@@ -183,7 +205,9 @@ def _item_problem(item: Any) -> str | None:
         return "text must not contain NUL characters" if "\x00" in item else None
     if isinstance(item, ToolCall):
         return _tool_call_problem(item)
-    return f"expected str or ToolCall, got {type(item).__name__}"
+    if isinstance(item, ModelUsage):
+        return _usage_problem(item)
+    return f"expected str, ToolCall or ModelUsage, got {type(item).__name__}"
 
 
 def _checked(reply: Any) -> AgentReply:
@@ -208,6 +232,10 @@ def _problem(reply: Any) -> str | None:
         problem = _tool_call_problem(call)
         if problem:
             return problem
+    if reply.usage is not None:
+        if not isinstance(reply.usage, ModelUsage):
+            return f"expected ModelUsage, got {type(reply.usage).__name__}"
+        return _usage_problem(reply.usage)
     return None
 
 
@@ -226,6 +254,23 @@ def _tool_call_problem(call: ToolCall) -> str | None:
     for value in (call.parameters, call.result):
         if not _storable_json(value):
             return "tool call parameters and result must be storable JSON"
+    return None
+
+
+def _usage_problem(usage: ModelUsage) -> str | None:
+    if (
+        not isinstance(usage.model, str)
+        or len(usage.model) > MODEL_NAME_MAX_LENGTH
+        or "\x00" in usage.model
+    ):
+        return "usage model must be a string of at most 255 characters"
+    for tokens in (usage.prompt_tokens, usage.completion_tokens):
+        if tokens is not None and (
+            isinstance(tokens, bool)
+            or not isinstance(tokens, int)
+            or not 0 <= tokens < TOKENS_LIMIT
+        ):
+            return "usage tokens must be None or an integer from 0 to 2**31 - 1"
     return None
 
 

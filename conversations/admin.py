@@ -238,6 +238,8 @@ class MessageAdmin(ReadOnlyAdmin):
         "conversation_link",
         "sequence",
         "owner_id",
+        "model",
+        "tokens",
     )
     list_select_related = ("conversation",)
     sortable_by = ("created_at",)
@@ -257,6 +259,9 @@ class MessageAdmin(ReadOnlyAdmin):
         "created_at",
         "reply_to_link",
         "content",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
         "tool_calls_display",
     )
     readonly_fields = fields
@@ -279,6 +284,15 @@ class MessageAdmin(ReadOnlyAdmin):
     def excerpt(self, obj: Message) -> str:
         text = " ".join(obj.content.split())
         return text if len(text) <= 120 else text[:119] + "…"
+
+    @admin.display(description="tokens (prompt + completion)")
+    def tokens(self, obj: Message) -> str:
+        if obj.prompt_tokens is None and obj.completion_tokens is None:
+            return "-"
+        return " + ".join(
+            "?" if count is None else str(count)
+            for count in (obj.prompt_tokens, obj.completion_tokens)
+        )
 
     @admin.display(description="conversation")
     def conversation_link(self, obj: Message) -> SafeString:

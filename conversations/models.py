@@ -89,6 +89,14 @@ class Message(models.Model):
         blank=True,
         related_name="reply",
     )
+    # What an assistant message cost, for operators (never in the API): the
+    # model that wrote it, "" for user messages and backends without a
+    # model (the stub), and the tokens the API reported, None when it did
+    # not. The database defaults `model` too, for rows inserted by SQL that
+    # predates it.
+    model = models.CharField(max_length=255, blank=True, default="", db_default="")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -189,7 +189,8 @@ def message_assistant_create(
     message_id: uuid.UUID | None = None,
     tool_call_ids: Sequence[uuid.UUID] = (),
 ) -> ChatExchange:
-    """Commit the agent's reply to `user_message` with its tool calls, and the
+    """Commit the agent's reply to `user_message` with its tool calls, its
+    usage (model and tokens, when the backend gave them), and the
     conversation's `updated_at`.
 
     `message_id` and `tool_call_ids` (one per tool call, in order) are the
@@ -201,6 +202,7 @@ def message_assistant_create(
     _require_no_transaction()
     now = timezone.now()
     ids = list(tool_call_ids) or [uuid.uuid4() for _ in reply.tool_calls]
+    usage = reply.usage
     assistant_message = Message(
         id=message_id or uuid.uuid4(),
         conversation_id=user_message.conversation_id,
@@ -208,6 +210,9 @@ def message_assistant_create(
         role=Message.Role.ASSISTANT,
         content=reply.content,
         reply_to_id=user_message.id,
+        model=usage.model if usage else "",
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
         created_at=now,
     )
     tool_calls = [

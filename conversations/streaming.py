@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from agent.backends.base import AgentReply, HistoryMessage, ToolCall
+from agent.backends.base import AgentReply, HistoryMessage, ModelUsage, ToolCall
 from agent.exceptions import AgentError
 from agent.runner import agent_reply_stream
 from conversations.idempotency import (
@@ -270,6 +270,7 @@ class ReplyProducer(threading.Thread):
         pieces: list[str] = []
         calls: list[ToolCall] = []
         call_ids: list[uuid.UUID] = []
+        usage: ModelUsage | None = None
         text_id: str | None = None
         try:
             for item in agent_reply_stream(
@@ -287,6 +288,11 @@ class ReplyProducer(threading.Thread):
                         event({"type": "text-delta", "id": text_id, "delta": item})
                     )
                     pieces.append(item)
+                    continue
+                if isinstance(item, ModelUsage):
+                    # Stored with the reply, for operators: no event, and
+                    # the text in progress (if any) goes on.
+                    usage = item
                     continue
                 if text_id is not None:
                     self.write(event({"type": "text-end", "id": text_id}))
@@ -306,7 +312,9 @@ class ReplyProducer(threading.Thread):
             return event({"type": "error", "errorText": error_text(exc)})
         if text_id is not None:
             self.write(event({"type": "text-end", "id": text_id}))
-        reply = AgentReply(content="".join(pieces), tool_calls=tuple(calls))
+        reply = AgentReply(
+            content="".join(pieces), tool_calls=tuple(calls), usage=usage
+        )
         try:
             exchange = self._store(
                 functools.partial(self._reply_store, reply, call_ids)

@@ -231,6 +231,24 @@ class TranscriptEntry:
     message: Message
     tool_calls: list[ToolCallEntry] = field(default_factory=list)
 
+    @property
+    def usage(self) -> str:
+        return message_usage(self.message)
+
+
+def message_usage(message: Message) -> str:
+    """What the message cost, for staff: "gpt-4o · 120 prompt + 45
+    completion tokens" ("?" for a count the API did not report); "" when
+    nothing was recorded (user messages, the stub's replies)."""
+    prompt, completion = message.prompt_tokens, message.completion_tokens
+    if not message.model and prompt is None and completion is None:
+        return ""
+    tokens = (
+        f"{'?' if prompt is None else prompt} prompt + "
+        f"{'?' if completion is None else completion} completion tokens"
+    )
+    return f"{message.model or 'unknown model'} · {tokens}"
+
 
 def transcript_entries(
     conversation: Conversation, *, last: int | None = None
@@ -278,11 +296,10 @@ class Transcript:
             lines.append(f"(showing the last {len(self.entries)})")
         for entry in self.entries:
             message = entry.message
-            lines += [
-                "",
-                f"#{message.sequence}  {_time(message.created_at)}  {message.role}",
-                _indent(message.content, 4),
-            ]
+            header = f"#{message.sequence}  {_time(message.created_at)}  {message.role}"
+            if entry.usage:
+                header += f"  ({entry.usage})"
+            lines += ["", header, _indent(message.content, 4)]
             for tool in entry.tool_calls:
                 lines += [
                     f"    tool call {tool.call.tool_name}: {tool.call.status}",
@@ -373,6 +390,11 @@ def user_data_export(
                 "reply_to_id": str(message.reply_to_id)
                 if message.reply_to_id
                 else None,
+                # The model and tokens behind an assistant message ("" and
+                # null when none were recorded).
+                "model": message.model,
+                "prompt_tokens": message.prompt_tokens,
+                "completion_tokens": message.completion_tokens,
                 "tool_calls": calls_by_message.get(message.id, []),
             }
         )

@@ -12,7 +12,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from agent.backends.base import AgentReply, HistoryMessage, StreamItem, ToolCall
+from agent.backends.base import (
+    AgentReply,
+    HistoryMessage,
+    ModelUsage,
+    StreamItem,
+    ToolCall,
+)
+from agent.exceptions import AgentTimeoutError
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,43 @@ class FailingAgent:
         self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
     ) -> AgentReply:
         raise RuntimeError("model unavailable")
+
+
+class TimingOutAgent:
+    """Raises AgentTimeoutError itself, as a backend whose API client gave
+    up before AGENT_TIMEOUT_SECONDS would."""
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        raise AgentTimeoutError()
+
+    def stream_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> Iterator[StreamItem]:
+        yield "I was about to"
+        raise AgentTimeoutError()
+
+
+class UsageAgent:
+    """Answers "echo: <message>" with one tool call and `usage`, as a real
+    model does; no `stream_response`, so a streamed request gets the reply
+    in one piece (set `usage` to something invalid to see it refused)."""
+
+    usage: ClassVar[Any] = ModelUsage("gpt-test-mini", 1200, 34)
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.usage = ModelUsage("gpt-test-mini", 1200, 34)
+
+    def generate_response(
+        self, *, user_id: str, message: str, history: Sequence[HistoryMessage]
+    ) -> AgentReply:
+        return AgentReply(
+            content=f"echo: {message}",
+            tool_calls=(ToolCall("echo", {"message": message}, {"ok": True}),),
+            usage=self.usage,
+        )
 
 
 class SlowAgent:

@@ -6,7 +6,7 @@ from typing import Any, cast
 import pytest
 from pytest_django import Settings
 
-from agent.backends.base import AgentReply, HistoryMessage, ToolCall
+from agent.backends.base import AgentReply, HistoryMessage, ModelUsage, ToolCall
 from agent.exceptions import AgentError, AgentTimeoutError
 from agent.runner import agent_reply_generate
 from agent.tests.fakes import InvalidReplyAgent, RecordingAgent, SlowAgent
@@ -131,6 +131,27 @@ INVALID_REPLIES = {
     "result_nan": _reply_with(result=float("nan")),
     "result_nul_in_nested_dict_key": _reply_with(result={"outer": {"k\x00": 1}}),
     "result_nul_in_nested_list": _reply_with(result={"items": ["ok", ["a\x00"]]}),
+    "usage_not_model_usage": AgentReply(
+        content="ok", usage=cast(Any, {"model": "gpt", "prompt_tokens": 1})
+    ),
+    "usage_model_not_str": AgentReply(content="ok", usage=ModelUsage(cast(Any, 4))),
+    "usage_model_256_chars": AgentReply(content="ok", usage=ModelUsage("m" * 256)),
+    "usage_model_with_nul": AgentReply(content="ok", usage=ModelUsage("gpt\x00")),
+    "usage_prompt_tokens_negative": AgentReply(
+        content="ok", usage=ModelUsage("gpt", -1, 0)
+    ),
+    "usage_completion_tokens_2_31": AgentReply(
+        content="ok", usage=ModelUsage("gpt", 0, 2**31)
+    ),
+    "usage_tokens_bool": AgentReply(
+        content="ok", usage=ModelUsage("gpt", cast(Any, True), 1)
+    ),
+    "usage_tokens_float": AgentReply(
+        content="ok", usage=ModelUsage("gpt", 1, cast(Any, 2.0))
+    ),
+    "usage_tokens_str": AgentReply(
+        content="ok", usage=ModelUsage("gpt", cast(Any, "12"), 1)
+    ),
 }
 
 
@@ -179,3 +200,35 @@ def test_agent_reply_generate_accepts_null_result_and_nested_json(
     monkeypatch.setattr(InvalidReplyAgent, "reply", reply)
 
     assert generate() == reply
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        ModelUsage("m" * 255, 0, 2**31 - 1),
+        ModelUsage("gpt-4o-mini", None, None),
+        ModelUsage("", 10, None),
+    ],
+    ids=["limits", "no-tokens", "no-model-name"],
+)
+def test_agent_reply_generate_accepts_usage_within_limits(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, usage: ModelUsage
+) -> None:
+    reply = AgentReply(content="ok", usage=usage)
+    settings.AGENT_BACKEND = "agent.tests.fakes.InvalidReplyAgent"
+    monkeypatch.setattr(InvalidReplyAgent, "reply", reply)
+
+    assert generate() == reply
+
+
+def test_agent_reply_generate_backend_timeout_raises_agent_timeout_error(
+    settings: Settings,
+) -> None:
+    settings.AGENT_BACKEND = "agent.tests.fakes.TimingOutAgent"
+
+    with pytest.raises(AgentTimeoutError) as excinfo:
+        generate()
+
+    assert excinfo.value.status_code == 504
+    assert excinfo.value.code == "agent_timeout"
+    assert isinstance(excinfo.value.__cause__, AgentTimeoutError)

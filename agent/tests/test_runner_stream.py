@@ -3,12 +3,12 @@ AGENT_TIMEOUT_SECONDS over the whole iteration (CONTRACT §7)."""
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 from pytest_django import Settings
 
-from agent.backends.base import HistoryMessage, StreamItem, ToolCall
+from agent.backends.base import HistoryMessage, ModelUsage, StreamItem, ToolCall
 from agent.exceptions import AgentError, AgentTimeoutError
 from agent.runner import agent_reply_stream
 
@@ -78,12 +78,33 @@ def test_agent_reply_stream_deadline_covers_the_whole_iteration(
 
 @pytest.mark.parametrize(
     "item",
-    [b"bytes", 3, "a\x00b", ToolCall("", {}), ToolCall("t", {}, float("nan"))],
+    [
+        b"bytes",
+        3,
+        "a\x00b",
+        ToolCall("", {}),
+        ToolCall("t", {}, float("nan")),
+        ModelUsage("m" * 256),
+        ModelUsage("gpt", -1, 0),
+        ModelUsage("gpt", 0, cast(Any, False)),
+        (ModelUsage("gpt"), ModelUsage("gpt")),
+    ],
+    ids=[
+        "bytes",
+        "int",
+        "nul",
+        "empty-tool",
+        "nan",
+        "long-model",
+        "negative-tokens",
+        "bool-tokens",
+        "two-usages",
+    ],
 )
 def test_agent_reply_stream_unusable_item_raises_agent_error(
     trickle: type[TrickleAgent], item: Any
 ) -> None:
-    trickle.items = ("fine", item)
+    trickle.items = ("fine", *(item if isinstance(item, tuple) else (item,)))
 
     with pytest.raises(AgentError) as raised:
         run()
@@ -112,3 +133,36 @@ def test_agent_reply_stream_raising_backend_raises_agent_error(
     with pytest.raises(AgentError) as raised:
         next(stream)
     assert isinstance(raised.value.__cause__, RuntimeError)
+
+
+def test_agent_reply_stream_yields_the_usage_item(
+    trickle: type[TrickleAgent],
+) -> None:
+    usage = ModelUsage("gpt-4o-mini", 12, 3)
+    trickle.items = ("Hi", usage)
+    trickle.count = 1
+
+    assert run() == ["Hi", usage, "0"]
+
+
+def test_agent_reply_stream_without_stream_response_gives_usage_last(
+    settings: Settings,
+) -> None:
+    settings.AGENT_BACKEND = "agent.tests.fakes.UsageAgent"
+
+    items = run()
+
+    assert [type(i).__name__ for i in items] == ["ToolCall", "str", "ModelUsage"]
+    assert items[-1] == ModelUsage("gpt-test-mini", 1200, 34)
+
+
+def test_agent_reply_stream_backend_timeout_raises_agent_timeout_error(
+    settings: Settings,
+) -> None:
+    settings.AGENT_BACKEND = "agent.tests.fakes.TimingOutAgent"
+    stream = agent_reply_stream(user_id="u", message="m", history=[])
+
+    assert next(stream) == "I was about to"
+    with pytest.raises(AgentTimeoutError) as raised:
+        next(stream)
+    assert raised.value.status_code == 504

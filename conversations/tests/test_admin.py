@@ -427,6 +427,72 @@ def test_message_page_shows_content_and_tool_calls(admin_client: Client) -> None
     assert 'class="tool-call status-error"' in response.text
 
 
+@pytest.mark.django_db
+def test_message_changelist_shows_model_and_tokens(admin_client: Client) -> None:
+    MessageFactory.create(
+        role=Message.Role.ASSISTANT,
+        model="gpt-test-mini",
+        prompt_tokens=1200,
+        completion_tokens=34,
+    )
+    MessageFactory.create(
+        role=Message.Role.ASSISTANT, model="llama3.1", prompt_tokens=7
+    )
+
+    response = admin_client.get(MESSAGES)
+
+    assert response.status_code == 200
+    assert '<td class="field-model">gpt-test-mini</td>' in response.text
+    assert '<td class="field-tokens">1200 + 34</td>' in response.text
+    assert '<td class="field-tokens">7 + ?</td>' in response.text
+
+
+@pytest.mark.django_db
+def test_message_page_shows_model_and_tokens(admin_client: Client) -> None:
+    message = MessageFactory.create(
+        role=Message.Role.ASSISTANT,
+        model="gpt-test-mini",
+        prompt_tokens=1200,
+        completion_tokens=34,
+    )
+
+    response = admin_client.get(
+        reverse("admin:conversations_message_change", args=[message.pk])
+    )
+
+    assert response.status_code == 200
+    for field, value in [
+        ("model", "gpt-test-mini"),
+        ("prompt_tokens", "1200"),
+        ("completion_tokens", "34"),
+    ]:
+        assert f'<div class="form-row field-{field}">' in response.text
+        assert f'<div class="readonly">{value}</div>' in response.text
+
+
+@pytest.mark.django_db
+def test_conversation_page_shows_usage_of_assistant_messages(
+    admin_client: Client,
+) -> None:
+    conversation = ConversationFactory.create()
+    MessageFactory.create(conversation=conversation, content="add tea")
+    MessageFactory.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        model="gpt-test-mini",
+        prompt_tokens=1200,
+        completion_tokens=None,
+    )
+
+    response = admin_client.get(conversation_page(conversation))
+
+    assert response.text.count('<span class="usage">') == 1
+    assert (
+        '<span class="usage">gpt-test-mini · 1200 prompt + ? completion tokens</span>'
+        in response.text
+    )
+
+
 # Tool calls
 
 

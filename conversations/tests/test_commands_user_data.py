@@ -119,6 +119,27 @@ def test_export_has_every_conversation_message_and_tool_call_in_order() -> None:
     assert [m["content"] for m in data["conversations"][1]["messages"]] == ["hello"]
 
 
+def test_export_has_each_messages_model_and_tokens() -> None:
+    user, (first, _) = user_with_data()
+    Message.objects.filter(conversation=first, role=Message.Role.ASSISTANT).update(
+        model="gpt-test-mini", prompt_tokens=1200, completion_tokens=34
+    )
+
+    data = json.loads(run("export_user_data", user.id))
+
+    question, answer = data["conversations"][0]["messages"]
+    assert (answer["model"], answer["prompt_tokens"], answer["completion_tokens"]) == (
+        "gpt-test-mini",
+        1200,
+        34,
+    )
+    assert (
+        question["model"],
+        question["prompt_tokens"],
+        question["completion_tokens"],
+    ) == ("", None, None)
+
+
 def test_export_has_each_conversations_title_and_who_set_it() -> None:
     user, (first, second) = user_with_data()
     Conversation.objects.filter(pk=first.pk).update(title="add tea")

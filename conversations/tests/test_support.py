@@ -191,6 +191,21 @@ def test_conversation_transcript_reads_in_order_with_tool_calls() -> None:
     assert text.splitlines()[-len(expected) :] == expected
 
 
+def test_conversation_transcript_shows_what_a_reply_cost() -> None:
+    conversation = a_conversation()
+    Message.objects.filter(conversation=conversation, sequence=2).update(
+        model="gpt-test-mini", prompt_tokens=1200, completion_tokens=34
+    )
+
+    lines = str(conversation_transcript(conversation)).splitlines()
+
+    assert "#1  2026-11-25 09:30:00 UTC  user" in lines
+    assert (
+        "#2  2026-11-25 09:30:00 UTC  assistant  "
+        "(gpt-test-mini · 1200 prompt + 34 completion tokens)"
+    ) in lines
+
+
 def test_conversation_transcript_shows_itself_in_the_shell() -> None:
     conversation = a_conversation()
 
