@@ -1,9 +1,10 @@
 import itertools
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from django.core.cache import cache
 from django.db import connection
@@ -13,11 +14,15 @@ from pytest_django import DjangoDbBlocker
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import StreamingAgent
+from agent.tests.scripted_model import ScriptedModel
 from better_auth.models import BetterAuthSession
 from better_auth.tables import better_auth_tables_ensure
 from better_auth.tests.factories import BetterAuthSessionFactory
 from conversations.models import Conversation, Message, ToolCall
 from core import ratelimit
+
+if TYPE_CHECKING:
+    from agent.tests.todo_mcp import TodoMCP
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +156,48 @@ def stream_producers() -> Iterator[Callable[..., None]]:
     yield producers_join
     StreamingAgent.release.set()
     producers_join()
+
+
+@pytest.fixture(scope="session")
+def _scripted_model_server() -> Iterator[ScriptedModel]:
+    model = ScriptedModel()
+    yield model
+    model.close()
+
+
+@pytest.fixture
+def scripted_model(_scripted_model_server: ScriptedModel) -> Iterator[ScriptedModel]:
+    """The OpenAI-compatible server of agent.tests.scripted_model (one per
+    session), with no script and no records; hanging answers end with the
+    test."""
+    _scripted_model_server.reset()
+    yield _scripted_model_server
+    _scripted_model_server.reset()
+
+
+@pytest.fixture(scope="session")
+def _todo_mcp_server() -> Iterator["TodoMCP"]:
+    # Imported here: the mcp SDK takes ~0.4 s to import, which runs that
+    # never use this server should not pay.
+    from agent.tests.todo_mcp import TodoMCP
+
+    server = TodoMCP()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def todo_mcp(_todo_mcp_server: "TodoMCP") -> "TodoMCP":
+    """The todo MCP server of agent.tests.todo_mcp (one per session), with no
+    tasks and no recorded calls."""
+    _todo_mcp_server.reset()
+    return _todo_mcp_server
+
+
+@pytest.fixture
+def unreachable_url() -> str:
+    """`http://127.0.0.1:PORT` where nothing listens (a port just freed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
