@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 
 import pytest
-from pytest_django import DjangoDbBlocker
+from pytest_django import DjangoDbBlocker, Settings
 from rest_framework.test import APIClient
 
 from agent.tests.fakes import StreamingAgent
@@ -201,3 +201,18 @@ def unreachable_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def real_model(
+    settings: Settings, scripted_model: ScriptedModel, todo_mcp: "TodoMCP"
+) -> ScriptedModel:
+    """AGENT_BACKEND set to the real model (agent.backends.openai.OpenAIAgent)
+    behind `scripted_model`, with the tools of `todo_mcp`; give the model
+    its script. Changing a setting makes a new backend (agent.backends)."""
+    settings.AGENT_BACKEND = "agent.backends.openai.OpenAIAgent"
+    settings.OPENAI_BASE_URL = scripted_model.url
+    settings.OPENAI_API_KEY = "test-key"
+    settings.AGENT_MODEL = "scripted-model"
+    settings.AGENT_MCP_SERVERS = [todo_mcp.url]
+    return scripted_model

@@ -307,8 +307,8 @@ class _Reply:
             if self.stream:
                 return await self._streamed(options)
             return self._answered(await self.client.chat.completions.create(**options))
-        except openai.APIError as exc:
-            logger.warning("The model API failed: %s", exc)
+        except (openai.APIError, httpx2.HTTPError) as exc:
+            logger.warning("The model API failed: %r", exc)
             raise AgentError() from exc
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             logger.warning("The model API answered something malformed: %r", exc)

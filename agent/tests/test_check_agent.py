@@ -120,8 +120,10 @@ def test_system_checks_refuse_the_real_model_without_its_settings(
     )
 
 
-def test_system_checks_pass_the_configured_real_model(real_model: ScriptedModel) -> None:
-    assert not [m for m in run_checks() if m.id.startswith("agent.")]
+def test_system_checks_pass_the_configured_real_model(
+    real_model: ScriptedModel,
+) -> None:
+    assert not [m for m in run_checks() if (m.id or "").startswith("agent.")]
 
 
 def test_the_backend_refuses_to_start_without_its_settings(settings: Settings) -> None:

@@ -60,7 +60,10 @@ def test_the_model_gets_the_system_prompt_the_history_and_the_message(
 
     first = chat(api, session.user_id, "hi")
     second = chat(
-        api, session.user_id, "are you there?", conversation_id=first.json()["conversation_id"]
+        api,
+        session.user_id,
+        "are you there?",
+        conversation_id=first.json()["conversation_id"],
     )
 
     assert first.status_code == second.status_code == 200
@@ -157,7 +160,10 @@ def test_tool_calls_of_several_rounds_are_stored_in_order(
 ) -> None:
     real_model.script(
         ToolCalls(
-            [("add_task", arguments(title="one")), ("add_task", arguments(title="two"))],
+            [
+                ("add_task", arguments(title="one")),
+                ("add_task", arguments(title="two")),
+            ],
             content="Adding both.",
         ),
         ToolCalls([("complete_task", arguments(task_id=1))]),

@@ -56,15 +56,15 @@ def test_the_text_arrives_as_the_model_streams_it(
     early: list[Any] = []
     # The model holds the rest of its answer until the gate opens: the first
     # piece must reach the client before that.
-    while not any(
-        isinstance(e, dict) and e["type"] == "text-delta" for e in early
-    ):
+    while not any(isinstance(e, dict) and e["type"] == "text-delta" for e in early):
         early += sse.parse(next(chunks))
     gate.set()
     events = early + events_of(chunks)
     stream_producers()
 
-    deltas = [e["delta"] for e in events if isinstance(e, dict) and e["type"] == "text-delta"]
+    deltas = [
+        e["delta"] for e in events if isinstance(e, dict) and e["type"] == "text-delta"
+    ]
     assert deltas[0] == "Here "
     assert "".join(deltas) == "Here are your tasks."
     assert real_model.requests[0]["stream"] is True
@@ -96,7 +96,10 @@ def test_streamed_tool_calls_act_for_the_requesting_user_and_are_stored(
     events = events_of(response.streaming_content)
     stream_producers()
 
-    assert todo_mcp.calls[0] == ("add_task", {"title": "milk", "user_id": session.user_id})
+    assert todo_mcp.calls[0] == (
+        "add_task",
+        {"title": "milk", "user_id": session.user_id},
+    )
     assert other.user_id not in todo_mcp.tasks
     message = sse.assembled(events)
     added, completed = message["tools"]
@@ -120,7 +123,10 @@ def test_streamed_tool_calls_act_for_the_requesting_user_and_are_stored(
         17,
     )
     # Both model calls streamed, and asked for the usage.
-    assert all(r["stream"] and r["stream_options"]["include_usage"] for r in real_model.requests)
+    assert all(
+        r["stream"] and r["stream_options"]["include_usage"]
+        for r in real_model.requests
+    )
 
 
 @pytest.mark.parametrize(
