@@ -21,6 +21,7 @@ import pytest
 from pytest_django import DjangoAssertNumQueries, Settings
 from rest_framework.test import APIClient
 
+from agent.tests.scripted_model import ScriptedModel, Text, ToolCalls
 from better_auth.models import BetterAuthSession
 from conversations import streaming
 from conversations.models import Conversation, Message, ToolCall
@@ -190,6 +191,41 @@ def test_post_chat_is_three_statements_new_four_existing(
     assistant = Message.objects.get(pk=body["assistant_message_id"])
     assert ToolCall.objects.filter(message=assistant).count() == len(body["tool_calls"])
     assert len(body["tool_calls"]) == 1
+
+
+@pytest.mark.postgresql
+@both_kinds
+@pytest.mark.parametrize("existing", [False, True])
+def test_post_chat_with_the_real_model_and_its_tools_costs_the_stubs_statements(
+    api: APIClient,
+    session: BetterAuthSession,
+    real_model: ScriptedModel,
+    django_assert_num_queries: DjangoAssertNumQueries,
+    django_db_setup_kind: str,
+    existing: bool,
+) -> None:
+    """Two model calls and two tool calls: the database sees the same
+    statements as for the stub (the model's usage rides on the insert)."""
+    real_model.script(
+        ToolCalls(
+            [("add_task", '{"title": "milk"}'), ("list_tasks", "{}")], usage=(9, 2)
+        ),
+        Text("Added milk.", usage=(20, 3)),
+    )
+    payload = {"message": "add milk"}
+    if existing:
+        payload["conversation_id"] = str(
+            conversation_with_messages(session.user_id, 40).id
+        )
+    url = reverse("conversations:chat", args=[session.user_id])
+
+    with django_assert_num_queries(POST_CHAT_EXISTING if existing else POST_CHAT_NEW):
+        response = api.post(url, payload, format="json")
+
+    assert response.status_code == 200
+    assert len(response.json()["tool_calls"]) == 2
+    reply = Message.objects.get(pk=response.json()["assistant_message_id"])
+    assert (reply.prompt_tokens, reply.completion_tokens) == (29, 5)
 
 
 @pytest.mark.postgresql
