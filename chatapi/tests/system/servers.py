@@ -50,6 +50,7 @@ APP_PREFIXES = (
     "REDIS_",
     "FRONTEND_",
     "AGENT_",
+    "OPENAI_",
     "CHAT_",
     "LOG_LEVEL",
     "GUNICORN_",
