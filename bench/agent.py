@@ -9,9 +9,10 @@ scripted OpenAI-compatible server (agent.tests.scripted_model, which answers
 at once: its own time is a localhost round trip) and their MCP todo server
 (agent.tests.todo_mcp): without MCP servers; with one (sessions opened and
 tools listed per reply); with one tool call (one more model call); and the
-last one streamed (POST .../chat/stream). Prints, per case, the median and
-90th percentile of a reply's wall time and the SQL statements per reply, as
-JSON. Default database: a throwaway SQLite file.
+stub and the last one streamed (POST .../chat/stream: the statements counted
+are the request thread's, the reply is stored by the producer's). Prints,
+per case, the median and 90th percentile of a reply's wall time and the SQL
+statements per reply, as JSON. Default database: a throwaway SQLite file.
 """
 
 import argparse
@@ -65,10 +66,17 @@ def main() -> None:
     stub, real, mcp = "agent.backends.stub.StubAgent", "openai", [todo.url]
     cases: list[tuple[str, str, list[str], list[Any], str]] = [
         ("stub", stub, [], [], "chat"),
+        ("stub, streamed", stub, [], [], "chat/stream"),
         ("model, no MCP server", real, [], [Text("Hi.")], "chat"),
         ("model, 1 MCP server, no tool call", real, mcp, [Text("Hi.")], "chat"),
         ("model, 1 MCP server, 1 tool call", real, mcp, [tool, Text("OK.")], "chat"),
-        ("same, streamed", real, mcp, [tool, Text("OK.")], "chat/stream"),
+        (
+            "model, 1 MCP server, 1 tool call, streamed",
+            real,
+            mcp,
+            [tool, Text("OK.")],
+            "chat/stream",
+        ),
     ]
     results = {}
     for name, backend, servers, steps, path in cases:
