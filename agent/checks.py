@@ -43,14 +43,15 @@ def check_openai_agent(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         != BACKENDS["openai"]
     ):
         return []
+    from agent.backends.openai import settings_missing
+
     errors: list[CheckMessage] = [
         Error(
             f"{name} must be set for the OpenAI-compatible agent.",
             hint="See .env.example; `manage.py check_agent` tries the configuration.",
             id="agent.E003",
         )
-        for name in ("OPENAI_API_KEY", "AGENT_MODEL")
-        if not getattr(settings, name)
+        for name in settings_missing()
     ]
     errors += [
         Error(

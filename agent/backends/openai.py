@@ -57,15 +57,20 @@ FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ROUND_SEPARATOR = "\n\n"
 
 
+def settings_missing() -> list[str]:
+    """The settings this backend requires that are not set."""
+    return [
+        name
+        for name in ("OPENAI_API_KEY", "AGENT_MODEL")
+        if not getattr(settings, name)
+    ]
+
+
 class OpenAIAgent:
     """A model behind an OpenAI-compatible API, with tools from MCP servers."""
 
     def __init__(self) -> None:
-        missing = [
-            name
-            for name in ("OPENAI_API_KEY", "AGENT_MODEL")
-            if not getattr(settings, name)
-        ]
+        missing = settings_missing()
         if missing:
             raise ImproperlyConfigured(
                 f"{' and '.join(missing)} must be set for {type(self).__name__}."

@@ -15,6 +15,7 @@ from agent.backends.openai import (
     Toolbox,
     mcp_client,
     mcp_tools_list,
+    settings_missing,
 )
 
 OPENAI_AGENT = BACKENDS["openai"]
@@ -35,9 +36,8 @@ class Command(BaseCommand):
                 f"Note: AGENT_BACKEND is {backend!r}; set it to {OPENAI_AGENT!r} "
                 "to answer with this model."
             )
-        for name in ("OPENAI_API_KEY", "AGENT_MODEL"):
-            if not getattr(settings, name):
-                self._problem(f"{name} is not set.")
+        for name in settings_missing():
+            self._problem(f"{name} is not set.")
         if not self.problems:
             anyio.run(self._model_check)
         anyio.run(self._servers_check)
