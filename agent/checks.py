@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 from django.utils.module_loading import import_string
 
-from agent.backends import BACKENDS
+from agent.backends import BACKENDS, backend_path
 
 
 @register()
@@ -13,7 +13,7 @@ def check_agent_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     """AGENT_BACKEND names an importable class with generate_response()."""
     name = settings.AGENT_BACKEND
     try:
-        backend_class = import_string(BACKENDS.get(name, name))
+        backend_class = import_string(backend_path(name))
     except ImportError as exc:
         return [
             Error(
@@ -38,10 +38,7 @@ def check_agent_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 @register()
 def check_openai_agent(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """The real model's settings (CONTRACT §10), when AGENT_BACKEND is it."""
-    if (
-        BACKENDS.get(settings.AGENT_BACKEND, settings.AGENT_BACKEND)
-        != BACKENDS["openai"]
-    ):
+    if backend_path(settings.AGENT_BACKEND) != BACKENDS["openai"]:
         return []
     from agent.backends.openai import settings_missing
 

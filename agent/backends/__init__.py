@@ -20,6 +20,11 @@ _instances: dict[str, AgentBackend] = {}
 _lock = threading.Lock()
 
 
+def backend_path(name: str) -> str:
+    """The dotted path of backend `name` (a short name or a dotted path)."""
+    return BACKENDS.get(name, name)
+
+
 def get_backend() -> AgentBackend:
     """The process-wide instance of the backend AGENT_BACKEND names."""
     name = settings.AGENT_BACKEND
@@ -28,7 +33,7 @@ def get_backend() -> AgentBackend:
         with _lock:
             backend = _instances.get(name)
             if backend is None:
-                backend_class = import_string(BACKENDS.get(name, name))
+                backend_class = import_string(backend_path(name))
                 backend = _instances[name] = backend_class()
     return backend
 

@@ -143,6 +143,28 @@ class OpenAIAgent:
             self._loop = None
 
 
+def model_client(**options: Any) -> openai.AsyncOpenAI:
+    """A client of the model API of the settings (`options` override)."""
+    return openai.AsyncOpenAI(
+        **{
+            "api_key": settings.OPENAI_API_KEY,
+            "base_url": settings.OPENAI_BASE_URL or None,
+            # The deadline cancels whatever is still running; this only
+            # keeps a single request from hanging longer than a reply may.
+            "timeout": settings.AGENT_TIMEOUT_SECONDS,
+            **options,
+        }
+    )
+
+
+def mcp_http_client() -> httpx2.AsyncClient:
+    """The HTTP client of MCP sessions: each request bounded by
+    AGENT_MCP_TIMEOUT_SECONDS."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(settings.AGENT_MCP_TIMEOUT_SECONDS)
+    )
+
+
 class _End:
     """Put on a reply's queue when its coroutine has ended."""
 
@@ -161,16 +183,8 @@ class _EventLoop:
             target=self.loop.run_forever, name="agent-openai-loop", daemon=True
         )
         self.thread.start()
-        self.client = openai.AsyncOpenAI(
-            api_key=settings.OPENAI_API_KEY,
-            base_url=settings.OPENAI_BASE_URL or None,
-            # The deadline cancels whatever is still running; this only
-            # keeps a single request from hanging longer than a reply may.
-            timeout=settings.AGENT_TIMEOUT_SECONDS,
-        )
-        self.mcp_http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(settings.AGENT_MCP_TIMEOUT_SECONDS)
-        )
+        self.client = model_client()
+        self.mcp_http = mcp_http_client()
 
     def stop(self) -> None:
         """Cancel the replies in progress, close the clients, end the thread."""
@@ -411,24 +425,22 @@ class Toolbox:
         self.tools: dict[str, _Tool] = {}
         self.specs: list[dict[str, Any]] = []
 
-    def add(self, client: Client, server: str, tools: Sequence[Any]) -> set[str]:
+    def add(self, client: Client, server: str, tools: Sequence[Any]) -> dict[str, str]:
         """Offer `tools` of `server`, but those whose name is not a valid
-        function name or is taken; the names offered."""
-        offered = set()
+        function name or is taken, which are logged; those left out, each
+        with why."""
+        left_out = {}
         for tool in tools:
             if not FUNCTION_NAME.match(tool.name):
+                left_out[tool.name] = "a function name is 1-64 letters, digits, _ or -"
+            elif tool.name in self.tools:
+                left_out[tool.name] = f"{self.tools[tool.name].server} offers it too"
+            if tool.name in left_out:
                 logger.warning(
-                    "MCP tool %r of %s left out: its name is not a valid function name",
+                    "MCP tool %r of %s left out: %s",
                     tool.name,
                     server,
-                )
-                continue
-            if tool.name in self.tools:
-                logger.warning(
-                    "MCP tool %r of %s left out: %s offers a tool of that name too",
-                    tool.name,
-                    server,
-                    self.tools[tool.name].server,
+                    left_out[tool.name],
                 )
                 continue
             schema = dict(tool.input_schema)
@@ -441,7 +453,6 @@ class Toolbox:
                     name for name in schema["required"] if name != USER_ID
                 ]
             self.tools[tool.name] = _Tool(client, server, takes_user_id)
-            offered.add(tool.name)
             self.specs.append(
                 {
                     "type": "function",
@@ -452,7 +463,7 @@ class Toolbox:
                     },
                 }
             )
-        return offered
+        return left_out
 
     async def call(self, name: str, arguments: str) -> tuple[ToolCall, str]:
         """Call tool `name` as the model asked; the call to store, and what

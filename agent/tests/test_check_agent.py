@@ -135,3 +135,17 @@ def test_the_backend_refuses_to_start_without_its_settings(settings: Settings) -
     settings.AGENT_MODEL = "m"
     with pytest.raises(ImproperlyConfigured, match="OPENAI_API_KEY must be set"):
         OpenAIAgent()
+
+
+def test_tools_another_server_already_offers_are_named(
+    real_model: ScriptedModel, todo_mcp: TodoMCP, settings: Settings
+) -> None:
+    settings.AGENT_MCP_SERVERS = [todo_mcp.url, todo_mcp.url]
+    real_model.script(Text("OK"))
+
+    _, err = check_agent_fails()
+
+    assert (
+        f"tool 'add_task' of {todo_mcp.url} is left out: {todo_mcp.url} offers it too."
+    ) in err
+    assert "7 problem(s)" in err

@@ -8,13 +8,15 @@ import concurrent.futures
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
+from mcp import Client
 from pytest_django import Settings
 
 from agent.backends import get_backend
 from agent.backends.base import ModelUsage, ToolCall
-from agent.backends.openai import OpenAIAgent
+from agent.backends.openai import OpenAIAgent, Toolbox
 from agent.exceptions import AgentTimeoutError
 from agent.tests.scripted_model import Error, Hang, ScriptedModel, Text, ToolCalls
 
@@ -115,3 +117,16 @@ def test_a_forked_process_starts_its_own_event_loop(
     assert backend._loop is not first
     assert first is not None
     first.stop()
+
+
+def test_a_tool_whose_name_the_model_api_refuses_is_left_out() -> None:
+    toolbox = Toolbox(user_id="u-1")
+    tools = [
+        SimpleNamespace(name="todo.add", description="", input_schema={}),
+        SimpleNamespace(name="add_task", description="", input_schema={}),
+    ]
+
+    left_out = toolbox.add(Client("http://127.0.0.1:9/mcp"), "server", tools)
+
+    assert left_out == {"todo.add": "a function name is 1-64 letters, digits, _ or -"}
+    assert [spec["function"]["name"] for spec in toolbox.specs] == ["add_task"]

@@ -5,16 +5,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 import anyio
-import httpx2
 import openai
 
-from agent.backends import BACKENDS
+from agent.backends import BACKENDS, backend_path
 from agent.backends.openai import (
-    FUNCTION_NAME,
     USER_ID,
     Toolbox,
     mcp_client,
+    mcp_http_client,
     mcp_tools_list,
+    model_client,
     settings_missing,
 )
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self.problems: list[str] = []
         backend = settings.AGENT_BACKEND
-        if BACKENDS.get(backend, backend) != OPENAI_AGENT:
+        if backend_path(backend) != OPENAI_AGENT:
             self.stdout.write(
                 f"Note: AGENT_BACKEND is {backend!r}; set it to {OPENAI_AGENT!r} "
                 "to answer with this model."
@@ -55,12 +55,7 @@ class Command(BaseCommand):
         base_url = settings.OPENAI_BASE_URL or "OpenAI's API"
         self.stdout.write(f"Model {settings.AGENT_MODEL!r} at {base_url}:")
         started = time.monotonic()
-        async with openai.AsyncOpenAI(
-            api_key=settings.OPENAI_API_KEY,
-            base_url=settings.OPENAI_BASE_URL or None,
-            timeout=settings.AGENT_TIMEOUT_SECONDS,
-            max_retries=0,
-        ) as client:
+        async with model_client(max_retries=0) as client:
             try:
                 completion = await client.chat.completions.create(
                     model=settings.AGENT_MODEL,
@@ -107,9 +102,7 @@ class Command(BaseCommand):
                 "No MCP servers (AGENT_MCP_SERVERS): the model gets no tools."
             )
             return
-        async with httpx2.AsyncClient(
-            timeout=httpx2.Timeout(settings.AGENT_MCP_TIMEOUT_SECONDS)
-        ) as http:
+        async with mcp_http_client() as http:
             toolbox = Toolbox(user_id="")
             for server in servers:
                 self.stdout.write(f"MCP server {server}:")
@@ -119,16 +112,12 @@ class Command(BaseCommand):
                 except Exception as exc:
                     self._problem(f"cannot reach MCP server {server}: {exc!r}")
                     continue
-                offered = toolbox.add(client, server, tools)
+                left_out = toolbox.add(client, server, tools)
                 for tool in tools:
-                    if tool.name not in offered:
-                        why = (
-                            "another server offers a tool of that name"
-                            if FUNCTION_NAME.match(tool.name)
-                            else "a function name is 1-64 letters, digits, _ or -"
-                        )
+                    if tool.name in left_out:
                         self._problem(
-                            f"tool {tool.name!r} of {server} is left out: {why}."
+                            f"tool {tool.name!r} of {server} is left out: "
+                            f"{left_out[tool.name]}."
                         )
                         continue
                     acts_for = (
